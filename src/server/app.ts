@@ -1,0 +1,184 @@
+/**
+ * `mandate up`: the whole platform in one process. Builds every component from the configuration,
+ * serves the HTTP(S) API, runs rotation and federation in the background, and shuts down in order.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { isAbsolute, join, resolve } from 'node:path';
+import { isLoopbackHost } from '../config/address.ts';
+import type { ListenAddress, MandateConfig } from '../config/types.ts';
+import { MandateError } from '../errors.ts';
+import { buildAttestors } from '../identity/attestation/catalog.ts';
+import { IdentityAuthority } from '../identity/authority/authority.ts';
+import { KeyManager } from '../identity/authority/key-manager.ts';
+import { parseSpiffeBundle } from '../identity/bundle/parse.ts';
+import { toSpiffeBundleJson } from '../identity/bundle/serialize.ts';
+import { TrustBundleSet } from '../identity/bundle/set.ts';
+import { importCa, type ImportedCa } from '../identity/ca/import.ts';
+import { FederationManager } from '../identity/federation/poller.ts';
+import { KeyEncryptionKey } from '../identity/keys/kek.ts';
+import { logEventSink, teeEventSink, type EventSink } from '../observability/events.ts';
+import type { Logger } from '../observability/logger.ts';
+import { openStore } from '../store/open.ts';
+import type { Store } from '../store/store.ts';
+import { ensureAdminToken } from './admin-auth.ts';
+import { sendJson } from './http/context.ts';
+import { Router } from './http/router.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { identityRoutes } from './routes/identity.ts';
+
+export interface StartOptions {
+  config: MandateConfig;
+  dataDir: string;
+  logger: Logger;
+  /** Extra event sink (tests collect events here). */
+  events?: EventSink;
+  /** Overrides config server.listen, e.g. port 0 in tests. */
+  listen?: ListenAddress;
+}
+
+export interface RunningMandate {
+  /** Base URL the API answers on. */
+  url: string;
+  /** The admin token when it was created by this start (first start only); print it once. */
+  adminToken: string | null;
+  authority: IdentityAuthority;
+  keys: KeyManager;
+  store: Store;
+  federation: FederationManager;
+  kekCreated: boolean;
+  close(): Promise<void>;
+}
+
+
+function loadKek(config: MandateConfig, dataDir: string): { kek: KeyEncryptionKey; created: boolean } {
+  if (config.keys.kek) return { kek: KeyEncryptionKey.fromBytes(config.keys.kek.reveal()), created: false };
+  return KeyEncryptionKey.fromFile(join(dataDir, 'kek.key'), true);
+}
+
+function loadImportedCa(config: MandateConfig): ImportedCa | undefined {
+  const imp = config.identity.ca.import;
+  if (!imp) return undefined;
+  return importCa({
+    certPem: readFileSync(imp.certFile, 'utf8'),
+    keyPem: readFileSync(imp.keyFile, 'utf8'),
+    bundlePem: imp.bundleFile ? readFileSync(imp.bundleFile, 'utf8') : undefined,
+  });
+}
+
+export async function startMandate(opts: StartOptions): Promise<RunningMandate> {
+  const { config, logger } = opts;
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const events = opts.events ? teeEventSink(logEventSink(logger.child({ component: 'events' })), opts.events) : logEventSink(logger.child({ component: 'events' }));
+  const { kek, created: kekCreated } = loadKek(config, dataDir);
+  if (kekCreated) logger.warn({ path: join(dataDir, 'kek.key') }, 'generated a key-encryption key in the data directory; set MANDATE_KEK in production');
+
+  const store = config.store.driver === 'postgres'
+    ? await openStore({ driver: 'postgres', url: config.store.url.reveal() })
+    : await openStore({ driver: 'sqlite', path: isAbsolute(config.store.path) ? config.store.path : join(dataDir, config.store.path) });
+  const closers: Array<() => Promise<void> | void> = [() => store.close()];
+  try {
+    const adminToken = await ensureAdminToken(store);
+    const id = config.identity;
+    const keys = new KeyManager({
+      store, kek, events,
+      trustDomain: config.trustDomain,
+      ca: { keyType: id.ca.keyType, ttlSeconds: id.ca.ttl, commonName: id.ca.commonName, imported: loadImportedCa(config) },
+      jwt: { algorithm: id.jwtSvid.algorithm, keyTtlSeconds: id.jwtSvid.keyTtl, maxSvidTtlSeconds: 86400 },
+      refreshHintSeconds: id.bundle.refreshHint,
+      prepareAhead: id.rotation.prepareAhead,
+    });
+    await keys.init();
+
+    // Federated bundles: start from the last good copies in the store, then refresh from their sources.
+    const federated = new TrustBundleSet();
+    for (const record of await store.listFederatedBundles()) {
+      if (!config.federation.trustDomains.some((t) => t.trustDomain === record.trustDomain)) continue;
+      try {
+        federated.set(parseSpiffeBundle(record.bundle, record.trustDomain));
+      } catch (err) {
+        logger.warn({ trustDomain: record.trustDomain, err: (err as Error).message }, 'stored federated bundle is unreadable; waiting for a fresh one');
+      }
+    }
+    let authority: IdentityAuthority | undefined;
+    const federation = new FederationManager({
+      sources: config.federation.trustDomains.map((t) => t.kind === 'file'
+        ? { trustDomain: t.trustDomain, bundleFile: t.bundleFile }
+        : { trustDomain: t.trustDomain, bundleUrl: t.bundleUrl, caFile: t.caFile, defaultRefreshSeconds: t.defaultRefresh }),
+      bundles: federated,
+      onUpdate: async (td, bundle, source) => {
+        await store.putFederatedBundle({ trustDomain: td, bundle: JSON.stringify(toSpiffeBundleJson(bundle)), source, refreshedAt: new Date() });
+        authority?.federationChanged();
+        events.emit({ type: 'federation.bundle.updated', outcome: 'success', trustDomain: td, source, sequence: bundle.sequence });
+      },
+      onError: (td, err) => events.emit({ type: 'federation.bundle.refresh_failed', outcome: 'failure', trustDomain: td, error: err.code, reason: err.message }),
+    });
+    closers.push(() => federation.stop());
+
+    authority = new IdentityAuthority({
+      trustDomain: config.trustDomain, store, keys, federated, events,
+      attestors: buildAttestors({ joinToken: config.attestation.joinToken, k8s: { clusters: [...config.attestation.k8s.clusters] }, static: { enabled: config.attestation.static.enabled, allowedSelectors: [...config.attestation.static.allowedSelectors] } }, { store }),
+      defaults: { x509SvidTtl: id.x509Svid.defaultTtl, jwtSvidTtl: id.jwtSvid.defaultTtl, joinTokenTtl: config.attestation.joinToken.defaultTtl },
+    });
+    await federation.start();
+
+    const router = new Router({ logger, maxBodyBytes: config.server.maxBodyBytes });
+    router
+      .on('GET', '/healthz', (ctx) => sendJson(ctx.res, 200, { status: 'ok' }))
+      .on('GET', '/readyz', async (ctx) => {
+        await store.schemaVersion();
+        sendJson(ctx.res, 200, { status: 'ready', trust_domain: config.trustDomain });
+      });
+    identityRoutes(router, authority);
+    adminRoutes(router, { store, authority, keys, federation, events });
+
+    const { host, port } = opts.listen ?? config.server.listen;
+    const tls = config.server.tls;
+    if (!tls && !isLoopbackHost(host) && !config.server.allowNonLoopbackHttp) {
+      throw new MandateError('ERR_CONFIG_INVALID', `server.listen ${host} is not a loopback address: configure server.tls, or set server.allow_non_loopback_http behind a TLS-terminating proxy`);
+    }
+    const serverOptions = { requestTimeout: config.server.requestTimeout, headersTimeout: Math.min(config.server.requestTimeout, 10_000), keepAliveTimeout: 5000, maxHeaderSize: 16 * 1024 };
+    const server: Server = tls
+      ? createHttpsServer({ ...serverOptions, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, router.handle)
+      : createHttpServer(serverOptions, router.handle);
+    server.on('clientError', (err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolveListen());
+    });
+    const address = server.address() as AddressInfo;
+    const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const url = `${tls ? 'https' : 'http'}://${hostForUrl}:${address.port}`;
+
+    const rotation = setInterval(() => {
+      keys.tick().then(
+        (changed) => changed && logger.info({ sequence: keys.bundle().sequence }, 'signing keys rotated; bundle updated'),
+        (err) => logger.error({ err: (err as Error).message }, 'key rotation check failed'),
+      );
+    }, id.rotation.checkInterval * 1000);
+    rotation.unref();
+
+    let closing: Promise<void> | undefined;
+    const close = () => (closing ??= (async () => {
+      clearInterval(rotation);
+      await new Promise<void>((done) => {
+        server.close(() => done());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 10_000).unref();
+      });
+      for (const closer of closers.reverse()) await closer();
+    })());
+
+    logger.info({ url, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
+    return { url, adminToken, authority, keys, store, federation, kekCreated, close };
+  } catch (err) {
+    for (const closer of closers.reverse()) await closer();
+    throw err;
+  }
+}

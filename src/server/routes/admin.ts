@@ -1,0 +1,116 @@
+/**
+ * The admin API (/admin/v1): registration entries, join tokens, keys and CA, federation, and SVID
+ * verification. Every call is authenticated with the admin token and recorded as an event.
+ */
+import { MandateError } from '../../errors.ts';
+import type { IdentityAuthority } from '../../identity/authority/authority.ts';
+import type { KeyManager } from '../../identity/authority/key-manager.ts';
+import { entryToJson } from '../../identity/authority/validate.ts';
+import { importCa } from '../../identity/ca/import.ts';
+import { toK8sTlsSecret } from '../../identity/ca/k8s-secret.ts';
+import type { FederationManager } from '../../identity/federation/poller.ts';
+import { verifyJwtSvid } from '../../identity/jwt-svid/verify.ts';
+import { parseCertificates } from '../../identity/x509/pem.ts';
+import { verifyX509Svid } from '../../identity/x509-svid/verify.ts';
+import type { EventSink } from '../../observability/events.ts';
+import type { Store } from '../../store/store.ts';
+import { authenticateAdmin } from '../admin-auth.ts';
+import { sendJson, sendText, type RequestContext } from '../http/context.ts';
+import type { Handler, Router } from '../http/router.ts';
+
+export interface AdminDeps {
+  store: Store;
+  authority: IdentityAuthority;
+  keys: KeyManager;
+  federation: FederationManager;
+  events: EventSink;
+}
+
+type AdminHandler = (ctx: RequestContext, actor: string) => Promise<unknown>;
+
+function field(body: unknown, name: string, required = true): string | undefined {
+  const value = (body as Record<string, unknown> | null)?.[name];
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== 'string' || value.length === 0) throw new MandateError('ERR_BAD_REQUEST', `${name} is required and must be a non-empty string`);
+  return value;
+}
+
+export function adminRoutes(router: Router, deps: AdminDeps): void {
+  const { store, authority, keys, federation, events } = deps;
+
+  /** Authenticates, runs, and records the action (success or failure) as `admin.<action>`. */
+  const admin = (action: string, run: AdminHandler, status = 200): Handler => async (ctx) => {
+    const tokenId = await authenticateAdmin(store, ctx.req.headers.authorization, events, ctx.sourceAddress);
+    const actor = `admin:${tokenId}`;
+    try {
+      const result = await run(ctx, actor);
+      events.emit({ type: `admin.${action}`, outcome: 'success', actor, sourceAddress: ctx.sourceAddress, ...ctx.params });
+      if (typeof result === 'string') sendText(ctx.res, status, result, 'application/yaml');
+      else sendJson(ctx.res, status, result ?? {});
+    } catch (err) {
+      const code = err instanceof MandateError ? err.code : 'ERR_INTERNAL';
+      events.emit({ type: `admin.${action}`, outcome: 'failure', actor, error: code, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...ctx.params });
+      throw err;
+    }
+  };
+
+  router
+    .on('GET', '/admin/v1/entries', admin('entry.list', async () => ({ entries: (await authority.listEntries()).map(entryToJson) })))
+    .on('POST', '/admin/v1/entries', admin('entry.create', async (ctx) => entryToJson(await authority.createEntry(await ctx.json())), 201))
+    .on('GET', '/admin/v1/entries/:id', admin('entry.show', async (ctx) => entryToJson(await authority.getEntry(ctx.params.id as string))))
+    .on('DELETE', '/admin/v1/entries/:id', admin('entry.delete', async (ctx) => {
+      await authority.deleteEntry(ctx.params.id as string);
+      return { deleted: ctx.params.id };
+    }))
+    .on('POST', '/admin/v1/join-tokens', admin('join_token.create', async (ctx) => authority.createJoinToken(await ctx.json()), 201))
+    .on('GET', '/admin/v1/keys', admin('key.list', async () => ({
+      bundle_sequence: keys.bundle().sequence,
+      keys: keys.keys().map((k) => ({ id: k.id, kind: k.kind, state: k.state, not_after: k.notAfter.toISOString(), created_at: k.createdAt.toISOString(), publish_until: k.publishUntil?.toISOString() ?? null })),
+    })))
+    .on('POST', '/admin/v1/keys/rotate', admin('key.rotate', async (ctx) => {
+      const kind = field(await ctx.json(), 'kind');
+      if (kind !== 'x509-ca' && kind !== 'jwt') throw new MandateError('ERR_BAD_REQUEST', 'kind must be "x509-ca" or "jwt"');
+      const result = await keys.rotate(kind);
+      return { kind, phase: result.phase, key_id: result.keyId };
+    }))
+    .on('POST', '/admin/v1/ca/import', admin('ca.import', async (ctx) => {
+      const body = await ctx.json();
+      const imported = importCa({ certPem: field(body, 'cert_pem') as string, keyPem: field(body, 'key_pem') as string, bundlePem: field(body, 'bundle_pem', false) });
+      const result = await keys.rotate('x509-ca', { imported });
+      return { phase: result.phase, key_id: result.keyId, next: 'POST /admin/v1/keys/rotate {"kind":"x509-ca"} activates it once verifiers have the new bundle' };
+    }))
+    .on('GET', '/admin/v1/ca/k8s-secret', admin('ca.export', async (ctx) => {
+      const ca = keys.activeCa();
+      return toK8sTlsSecret({
+        name: ctx.query.get('name') ?? 'mandate-ca',
+        namespace: ctx.query.get('namespace') ?? 'cert-manager',
+        certificate: ca.certificate,
+        chain: ca.chain,
+        trustAnchors: ca.trustAnchors,
+        privateKey: ca.privateKey,
+      });
+    }))
+    .on('GET', '/admin/v1/federation', admin('federation.list', async () => ({
+      trust_domains: (await store.listFederatedBundles()).map((b) => {
+        const bundle = authority.bundles().get(b.trustDomain);
+        return { trust_domain: b.trustDomain, source: b.source, refreshed_at: b.refreshedAt.toISOString(), sequence: bundle?.sequence ?? null, x509_authorities: bundle?.x509Authorities.length ?? 0, jwt_authorities: bundle?.jwtAuthorities.size ?? 0 };
+      }),
+    })))
+    .on('POST', '/admin/v1/federation/refresh', admin('federation.refresh', async (ctx) => {
+      const td = field(await ctx.json(), 'trust_domain') as string;
+      const bundle = await federation.refresh(td);
+      return { trust_domain: td, sequence: bundle.sequence ?? null };
+    }))
+    .on('POST', '/admin/v1/svids/verify', admin('svid.verify', async (ctx) => {
+      const body = await ctx.json();
+      const x509 = field(body, 'x509_svid', false);
+      if (x509 !== undefined) {
+        const { spiffeId, verifiedChain } = verifyX509Svid(parseCertificates(x509), authority.bundles());
+        return { valid: true, spiffe_id: spiffeId.toString(), chain_length: verifiedChain.length };
+      }
+      const token = field(body, 'jwt_svid') as string;
+      const audience = field(body, 'audience') as string;
+      const { spiffeId, claims } = await verifyJwtSvid(token, authority.bundles(), { audience });
+      return { valid: true, spiffe_id: spiffeId.toString(), claims };
+    }));
+}
