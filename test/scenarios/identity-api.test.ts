@@ -1,0 +1,205 @@
+/**
+ * Scenario: an admin registers an agent, the agent attests with a join token, gets an X.509-SVID
+ * from a CSR, renews it with proof of possession, gets JWT-SVIDs; every step through real HTTP.
+ */
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { parseSpiffeBundle } from '../../src/identity/bundle/parse.ts';
+import { TrustBundleSet } from '../../src/identity/bundle/set.ts';
+import { verifyJwtSvid } from '../../src/identity/jwt-svid/verify.ts';
+import { verifyX509Svid } from '../../src/identity/x509-svid/verify.ts';
+import { IdentityClient } from '../../src/sdk/identity/client.ts';
+import { generateKeyAndCsr } from '../../src/sdk/identity/csr.ts';
+import { signSvidPop } from '../../src/sdk/identity/pop.ts';
+import { startTestMandate, type TestMandate } from '../support/mandate.ts';
+
+const AGENT = 'spiffe://example.org/agent/triage-bot';
+
+describe('identity API', () => {
+  let m: TestMandate;
+  let client: IdentityClient;
+  before(async () => {
+    m = await startTestMandate();
+    client = new IdentityClient({ serverUrl: m.url });
+  });
+  after(() => m.close());
+
+  async function bundles(): Promise<TrustBundleSet> {
+    const set = new TrustBundleSet();
+    set.set(parseSpiffeBundle((await m.call('GET', '/bundle')).body, 'example.org'));
+    return set;
+  }
+
+  it('prints an admin token on first start and refuses the admin API without it', async () => {
+    assert.match(m.adminToken ?? '', /^mat_/);
+    assert.equal((await m.call('GET', '/admin/v1/entries')).status, 401);
+    const wrong = await m.admin('GET', '/admin/v1/entries', undefined, 'mat_wrong');
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error, 'ERR_UNAUTHENTICATED');
+    assert.ok(m.events.events.some((e) => e.type === 'admin.auth.failed'));
+  });
+
+  it('creates, lists, shows registration entries and records each admin action', async () => {
+    const created = await m.admin('POST', '/admin/v1/entries', { id: 'triage', spiffe_id: AGENT, selectors: ['k8s:ns:demo'], x509_svid_ttl: 600, metadata: { owner: 'alice' } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.spiffe_id, AGENT);
+    assert.equal((await m.admin('GET', '/admin/v1/entries/triage')).body.metadata.owner, 'alice');
+    assert.equal((await m.admin('GET', '/admin/v1/entries')).body.entries.length, 1);
+    assert.equal((await m.admin('POST', '/admin/v1/entries', { id: 'triage', spiffe_id: AGENT })).status, 409);
+    assert.equal((await m.admin('GET', '/admin/v1/entries/nope')).status, 404);
+    assert.ok(m.events.events.some((e) => e.type === 'admin.entry.create' && e.outcome === 'success' && String(e.actor).startsWith('admin:')));
+  });
+
+  it('refuses bad entries with the reason', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ spiffe_id: 'spiffe://other.org/agent/x' }, /not in this server's trust domain/],
+      [{ spiffe_id: 'spiffe://example.org' }, /needs a path/],
+      [{ spiffe_id: 'spiffe://example.org/a/../b' }, /SPIFFE-ID/],
+      [{ spiffe_id: AGENT, selectors: ['Bad Selector'] }, /selectors\[0\]/],
+      [{ spiffe_id: AGENT, x509_svid_ttl: 5 }, /x509_svid_ttl/],
+      [{ spiffe_id: AGENT, surprise: 1 }, /unknown field "surprise"/],
+      [[1, 2], /JSON object/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await m.admin('POST', '/admin/v1/entries', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.match(res.body.message, message);
+    }
+  });
+
+  it('issues an X.509-SVID for a join token, once, and it verifies against the bundle', async () => {
+    const { token } = (await m.admin('POST', '/admin/v1/join-tokens', { spiffe_id: AGENT, ttl: 300 })).body;
+    const { csrPem, privateKey } = await generateKeyAndCsr();
+    const svid = await client.attest({ type: 'join_token', token }, csrPem);
+    assert.equal(svid.spiffeId.toString(), AGENT);
+    assert.equal(verifyX509Svid(svid.chain, await bundles()).spiffeId.toString(), AGENT);
+    assert.ok(svid.expiresAt.getTime() - Date.now() <= 600_000);
+    await assert.rejects(client.attest({ type: 'join_token', token }, csrPem), (err: any) => err.code === 'ERR_JOIN_TOKEN_USED');
+    assert.ok(m.events.events.some((e) => e.type === 'attestation.succeeded'));
+    assert.ok(m.events.events.some((e) => e.type === 'attestation.failed' && e.error === 'ERR_JOIN_TOKEN_USED'));
+    assert.ok(m.events.events.some((e) => e.type === 'svid.x509.issued' && e.spiffeId === AGENT));
+
+    // renewal with proof of possession of the current SVID; a new key each time
+    const next = await generateKeyAndCsr();
+    const renewed = await client.renewX509({ chain: svid.chain, privateKey }, next.csrPem);
+    assert.equal(renewed.spiffeId.toString(), AGENT);
+    assert.notEqual(renewed.chain[0]?.serialNumber, svid.chain[0]?.serialNumber);
+
+    // JWT-SVID for an audience, verifiable with the bundle's JWT keys
+    const jwt = await client.fetchJwtSvid({ chain: renewed.chain, privateKey: next.privateKey }, ['mcp-gateway']);
+    const verified = await verifyJwtSvid(jwt.token, await bundles(), { audience: 'mcp-gateway' });
+    assert.equal(verified.spiffeId.toString(), AGENT);
+    await assert.rejects(verifyJwtSvid(jwt.token, await bundles(), { audience: 'someone-else' }));
+
+    // a proof is single use
+    const body = JSON.stringify({ audience: ['x'] });
+    const pop = await signSvidPop({ chain: renewed.chain, privateKey: next.privateKey }, { htm: 'POST', htu: '/v1/svid/jwt', body });
+    const send = () => m.call('POST', '/v1/svid/jwt', { body, headers: { 'content-type': 'application/json', authorization: `SVID-PoP ${pop}` } });
+    assert.equal((await send()).status, 200);
+    const replay = await send();
+    assert.equal(replay.status, 401);
+    assert.match(replay.body.message, /already used/);
+
+    // a proof bound to another path or body is refused
+    const wrongPath = await m.call('POST', '/v1/svid/x509', { body, headers: { 'content-type': 'application/json', authorization: `SVID-PoP ${pop}` } });
+    assert.equal(wrongPath.status, 401);
+
+    // deleting the entry stops renewal
+    await m.admin('POST', '/admin/v1/entries', { id: 'temp', spiffe_id: 'spiffe://example.org/agent/temp' });
+    const t2 = (await m.admin('POST', '/admin/v1/join-tokens', { entry_id: 'temp' })).body.token;
+    const k2 = await generateKeyAndCsr();
+    const temp = await client.attest({ type: 'join_token', token: t2 }, k2.csrPem);
+    assert.equal((await m.admin('DELETE', '/admin/v1/entries/temp')).status, 200);
+    await assert.rejects(client.renewX509({ chain: temp.chain, privateKey: k2.privateKey }, (await generateKeyAndCsr()).csrPem), (err: any) => err.code === 'ERR_NO_MATCHING_ENTRY');
+  });
+
+  it('answers hostile and malformed input with a clear 4xx', async () => {
+    const json = { 'content-type': 'application/json' };
+    const cases: Array<[string, string, { body?: string; headers?: Record<string, string> }, number, RegExp]> = [
+      ['POST', '/v1/attest', { body: '{not json', headers: json }, 400, /not valid JSON/],
+      ['POST', '/v1/attest', { body: '{}', headers: { 'content-type': 'text/plain' } }, 415, /application\/json/],
+      ['POST', '/v1/attest', { body: JSON.stringify({ csr: 'x'.repeat(70_000) }), headers: json }, 413, /exceeds/],
+      ['POST', '/v1/attest', { body: '{}', headers: json }, 400, /attestation request must be a JSON object/],
+      ['POST', '/v1/attest', { body: JSON.stringify({ attestation: { type: 'static', selectors: ['a:b'] }, csr: 'x' }), headers: json }, 403, /development mode/],
+      ['POST', '/v1/attest', { body: JSON.stringify({ attestation: { type: 'join_token', token: 'mjt_nope' }, csr: 'x' }), headers: json }, 401, /./],
+      ['POST', '/v1/svid/jwt', { body: '{}', headers: json }, 401, /SVID-PoP/],
+      ['POST', '/v1/svid/jwt', { body: '{}', headers: { ...json, authorization: 'SVID-PoP not.a.jws' } }, 401, /SVID-PoP/],
+      ['GET', '/nope', {}, 404, /no route/],
+      ['DELETE', '/bundle', {}, 405, /not allowed/],
+    ];
+    for (const [method, path, init, status, message] of cases) {
+      const res = await m.call(method, path, init);
+      assert.equal(res.status, status, `${method} ${path} -> ${res.status} ${JSON.stringify(res.body)}`);
+      assert.match(res.body.message, message);
+    }
+  });
+
+  it('refuses traversal and encoded separators in paths', async () => {
+    for (const path of ['/admin/v1/../v1/attest', '/v1/%2e%2e/admin/v1/entries', '/admin/v1/entries/%2fx', '//bundle']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(m.url + '/', { method: 'GET', path }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 400, path);
+    }
+  });
+
+  it('issues nothing for a malformed CSR', async () => {
+    const { token } = (await m.admin('POST', '/admin/v1/join-tokens', { spiffe_id: AGENT })).body;
+    const res = await m.call('POST', '/v1/attest', { body: JSON.stringify({ attestation: { type: 'join_token', token }, csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error, 'ERR_CSR_INVALID');
+  });
+
+  it('exports the CA as a kubernetes.io/tls Secret', async () => {
+    const res = await m.call('GET', '/admin/v1/ca/k8s-secret?name=mandate-ca&namespace=cert-manager', { headers: { authorization: `Bearer ${m.adminToken}` } });
+    assert.equal(res.status, 200);
+    assert.match(res.body, /type: kubernetes\.io\/tls/);
+    assert.match(res.body, /tls\.crt: /);
+    assert.match(res.body, /tls\.key: /);
+    assert.equal((await m.call('GET', '/admin/v1/ca/k8s-secret?name=Bad_Name', { headers: { authorization: `Bearer ${m.adminToken}` } })).status, 400);
+  });
+
+  it('never writes tokens or private keys to the log', () => {
+    const logs = m.logs();
+    assert.ok(logs.length > 0);
+    assert.doesNotMatch(logs, /mjt_[A-Za-z0-9-]+\.[A-Za-z0-9_-]{20,}/);
+    assert.doesNotMatch(logs, new RegExp(m.adminToken as string));
+    assert.doesNotMatch(logs, /PRIVATE KEY/);
+    assert.doesNotMatch(logs, /SVID-PoP ey/);
+  });
+});
+
+describe('restart', () => {
+  it('keeps the CA, keys and admin token across restarts and prints no new admin token', async () => {
+    const first = await startTestMandate();
+    const bundle1 = (await first.call('GET', '/bundle')).body;
+    await first.close();
+    const second = await startTestMandate({ dataDir: first.dataDir });
+    try {
+      assert.equal(second.adminToken, null);
+      const bundle2 = (await second.call('GET', '/bundle')).body;
+      assert.deepEqual(bundle2.keys, bundle1.keys);
+      assert.equal((await second.admin('GET', '/admin/v1/entries', undefined, first.adminToken as string)).status, 200);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('finishes an in-flight request during shutdown', async () => {
+    const m = await startTestMandate();
+    const slow = new Promise<number>((resolve, reject) => {
+      const req = httpRequest(m.url + '/v1/attest', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '2' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+      req.on('error', reject);
+      req.write('{');
+      setTimeout(() => req.end('}'), 200);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = m.close();
+    assert.equal(await slow, 400); // answered (attestation missing), not cut off
+    await closed;
+  });
+});
+
