@@ -98,7 +98,7 @@ describe('X.509-SVID issuance', () => {
     ['tampered signature', async () => {
       const { csrPem } = await keyAndCsr();
       const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-      der[der.length - 5] ^= 0xff;
+      der[der.length - 5] = (der[der.length - 5] as number) ^ 0xff;
       return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
     }, /signature|not a valid/],
   ];
