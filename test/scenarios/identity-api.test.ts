@@ -203,3 +203,56 @@ describe('restart', () => {
   });
 });
 
+
+describe('CA import', () => {
+  it('issues under an imported intermediate (e.g. cert-manager or Istio) and publishes its root', async () => {
+    const { generateRootCa } = await import('../../src/identity/ca/generate.ts');
+    const { x509 } = await import('../../src/identity/x509/crypto.ts');
+    const { toCryptoKeys, generateKeyPair } = await import('../../src/identity/ca/key-algorithms.ts');
+    const { certificatesToPem } = await import('../../src/identity/x509/pem.ts');
+    const { X509Certificate } = await import('node:crypto');
+    // an external root and an intermediate signed by it, as an operator's PKI would hand over
+    const root = await generateRootCa({ trustDomain: 'example.org', keyType: 'ec-p256', ttlSeconds: 86400, commonName: 'Corp Root' });
+    const rootKeys = await toCryptoKeys(root.privateKey);
+    const inter = generateKeyPair('ec-p256');
+    const interKeys = await toCryptoKeys(inter.privateKey);
+    const interCert = await x509.X509CertificateGenerator.create({
+      serialNumber: '0a1b', subject: 'CN=Corp Intermediate, O=example.org', issuer: new x509.X509Certificate(root.certificate.raw).subjectName,
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 43_200_000),
+      signingAlgorithm: rootKeys.signAlg, publicKey: interKeys.publicKey, signingKey: rootKeys.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(interKeys.publicKey),
+        await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey),
+      ],
+    });
+    const m = await startTestMandate();
+    try {
+      const body = {
+        cert_pem: certificatesToPem([new X509Certificate(Buffer.from(interCert.rawData))]),
+        key_pem: inter.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        bundle_pem: certificatesToPem([root.certificate]),
+      };
+      const wrongKey = await m.admin('POST', '/admin/v1/ca/import', { ...body, key_pem: generateKeyPair('ec-p256').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
+      assert.equal(wrongKey.status, 400);
+      assert.match(wrongKey.body.message, /does not match/);
+      const imported = await m.admin('POST', '/admin/v1/ca/import', body);
+      assert.equal(imported.status, 200, JSON.stringify(imported.body));
+      assert.equal(imported.body.phase, 'prepared');
+      assert.equal((await m.admin('POST', '/admin/v1/keys/rotate', { kind: 'x509-ca' })).body.phase, 'activated');
+      await m.admin('POST', '/admin/v1/entries', { id: 'bot', spiffe_id: AGENT });
+      const { token } = (await m.admin('POST', '/admin/v1/join-tokens', { entry_id: 'bot' })).body;
+      const { csrPem } = await generateKeyAndCsr();
+      const svid = await new IdentityClient({ serverUrl: m.url }).attest({ type: 'join_token', token }, csrPem);
+      assert.equal(svid.chain.length, 2, 'leaf and the imported intermediate');
+      const bundle = parseSpiffeBundle((await m.call('GET', '/bundle')).body, 'example.org');
+      assert.ok(bundle.x509Authorities.some((a) => a.fingerprint256 === root.certificate.fingerprint256), 'the imported root is published');
+      const set = new TrustBundleSet();
+      set.set({ ...bundle, x509Authorities: [root.certificate] });
+      assert.equal(verifyX509Svid(svid.chain, set).spiffeId.toString(), AGENT);
+    } finally {
+      await m.close();
+    }
+  });
+});
