@@ -35,10 +35,13 @@ async function fixture(): Promise<() => unknown> {
       return () => verifyJwtSvid(token, bundles, { audience: 'gw' });
     }
     case 'jwt-svid-validate-distinct': {
-      // a fresh token per call: no verified-signature cache can help
-      const tokens = await Promise.all(Array.from({ length: 2000 }, () => issueJwtSvid({ spiffeId: ID.toString(), audience: ['gw'], ttlSeconds: 3600, key }).then((t) => t.token)));
+      // a fresh token per call (more tokens than the run can verify): no verified-signature cache can help
+      const tokens = await Promise.all(Array.from({ length: 40_000 }, () => issueJwtSvid({ spiffeId: ID.toString(), audience: ['gw'], ttlSeconds: 3600, key }).then((t) => t.token)));
       let i = 0;
-      return () => verifyJwtSvid(tokens[i++ % tokens.length] as string, bundles, { audience: 'gw' });
+      return () => {
+        if (i >= tokens.length) throw new Error('ran out of distinct tokens: raise the count');
+        return verifyJwtSvid(tokens[i++] as string, bundles, { audience: 'gw' });
+      };
     }
     case 'x509-svid-issue': {
       const ca = await testCa();

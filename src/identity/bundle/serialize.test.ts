@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
 import { x509 } from '../x509/crypto.ts';
 import type { Bundle } from './bundle.ts';
 import { parseJwtBundle, parseSpiffeBundle } from './parse.ts';
@@ -89,4 +89,20 @@ test('JWT authorities are published with public members only, even if a private 
   for (const doc of [toSpiffeBundleJson(bundle), toJwksJson(bundle)]) {
     assert.deepEqual(doc.keys, [{ kty: 'EC', crv: 'P-256', x: full.x, y: full.y, kid: 'k', use: 'jwt-svid' }]);
   }
+});
+
+test('a CA certificate with an RSA-PSS key (no JWK form) still serialises and round-trips', async () => {
+  const { publicKey } = generateKeyPairSync('rsa-pss', { modulusLength: 2048 });
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const signer = (await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify'])) as CryptoKeyPair;
+  const generated = await x509.X509CertificateGenerator.create({
+    serialNumber: '03', subject: 'CN=pss CA', issuer: 'CN=pss CA', notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: alg, signingKey: signer.privateKey, publicKey: new x509.PublicKey(publicKey.export({ type: 'spki', format: 'der' })),
+  });
+  const cert = new X509Certificate(Buffer.from(generated.rawData));
+  assert.equal(cert.publicKey.asymmetricKeyType, 'rsa-pss');
+  const bundle: Bundle = { trustDomain: TD, x509Authorities: [cert], jwtAuthorities: new Map() };
+  const doc = toSpiffeBundleJson(bundle);
+  assert.deepEqual(doc.keys, [{ use: 'x509-svid', kty: 'RSA', x5c: [cert.raw.toString('base64')] }]);
+  sameBundle(parseSpiffeBundle(JSON.stringify(doc), TD), bundle);
 });

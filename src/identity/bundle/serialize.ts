@@ -18,8 +18,16 @@ export interface JwksJson {
   keys: JWK[];
 }
 
+const KTY_OF_KEY_TYPE: Readonly<Record<string, string>> = { ec: 'EC', rsa: 'RSA', 'rsa-pss': 'RSA', ed25519: 'OKP', ed448: 'OKP' };
+
 function x509Entry(cert: X509Certificate): JWK {
-  const params = cert.publicKey.export({ format: 'jwk' }) as JWK;
+  let params: JWK;
+  try {
+    params = cert.publicKey.export({ format: 'jwk' }) as JWK;
+  } catch {
+    // Some key types (rsa-pss) have no JWK form; the certificate in x5c is what consumers use.
+    params = { kty: KTY_OF_KEY_TYPE[cert.publicKey.asymmetricKeyType ?? ''] ?? 'RSA' };
+  }
   // X509-SVID §6.1: use x509-svid, the certificate in x5c, and no kid.
   return { use: 'x509-svid', ...params, x5c: [cert.raw.toString('base64')] };
 }

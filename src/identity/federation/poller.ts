@@ -211,8 +211,10 @@ export class FederationManager {
     const interval = Math.min(this.#max, Math.max(this.#min, hint));
     // §6.2: do not hammer a failing endpoint; back off from the minimum up to the normal interval.
     const delay = state.failures === 0 ? interval : Math.min(interval, this.#min * 2 ** (state.failures - 1));
-    state.nextRefreshAt = this.#now() + delay * 1000;
-    state.timer = setTimeout(() => void this.#poll(state), delay * 1000);
+    // setTimeout fires at once for delays beyond 2^31-1 ms (24.8 days).
+    const delayMs = Math.min(delay * 1000, 2 ** 31 - 1);
+    state.nextRefreshAt = this.#now() + delayMs;
+    state.timer = setTimeout(() => void this.#poll(state), delayMs);
     state.timer.unref();
   }
 

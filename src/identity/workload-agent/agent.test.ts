@@ -241,7 +241,30 @@ describe('workload agent against the identity API contract', { concurrency: true
     }
   });
 
-  test('a failed first attestation rejects with the server\'s code and leaves nothing running', async () => {
+  test('bundles are refreshed at the refresh hint and a withdrawn federation is pushed and unlinked', async () => {
+    // The hint of 1 s is clamped to the 10 s minimum, so this test waits about ten seconds.
+    const fixture = await MandateServerFixture.start({ refreshHintSeconds: 1 });
+    const dir = mkdtempSync(join(tmpdir(), 'mandate-agent-'));
+    const outDir = join(dir, 'svid');
+    const agent = await startWorkloadAgent({ serverUrl: fixture.url, attestation: { type: 'join_token', token: fixture.joinToken }, outDir });
+    try {
+      assert.deepEqual(agent.current()?.bundles.all().map((b) => b.trustDomain).sort(), ['example.org', 'partner.example']);
+      assert.ok(existsSync(join(outDir, 'federated', 'partner.example.pem')));
+      const updated = new Promise<WorkloadIdentity>((resolve) => agent.onUpdate(resolve));
+      fixture.federated = false;
+      const next = await updated;
+      assert.ok(fixture.calls.bundles >= 1);
+      assert.deepEqual(next.bundles.all().map((b) => b.trustDomain), ['example.org']);
+      assert.equal(next.chain[0]?.fingerprint256, agent.current()?.chain[0]?.fingerprint256, 'the SVID is unchanged');
+      await until(() => !existsSync(join(outDir, 'federated', 'partner.example.pem')));
+    } finally {
+      await agent.stop();
+      await fixture.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a failed start rejects with the precise code, leaves nothing running and spends no join token on bad config', async () => {
     const fixture = await MandateServerFixture.start();
     const dir = mkdtempSync(join(tmpdir(), 'mandate-agent-'));
     const socketPath = join(dir, 'agent.sock');
@@ -251,6 +274,20 @@ describe('workload agent against the identity API contract', { concurrency: true
         (err) => isMandateError(err, 'ERR_JOIN_TOKEN_INVALID'),
       );
       assert.equal(existsSync(socketPath), false);
+
+      // Configuration errors surface before the (single-use) join token is spent.
+      const attests = fixture.calls.attest;
+      const notADir = join(dir, 'file');
+      writeFileSync(notADir, '');
+      await assert.rejects(
+        startWorkloadAgent({ serverUrl: fixture.url, attestation: { type: 'join_token', token: fixture.joinToken }, outDir: join(notADir, 'svid') }),
+        (err) => isMandateError(err, 'ERR_CONFIG_INVALID'),
+      );
+      await assert.rejects(
+        startWorkloadAgent({ serverUrl: fixture.url, attestation: { type: 'join_token', token: fixture.joinToken }, socketPath: notADir }),
+        (err) => isMandateError(err, 'ERR_CONFIG_INVALID'),
+      );
+      assert.equal(fixture.calls.attest, attests);
     } finally {
       await fixture.close();
       rmSync(dir, { recursive: true, force: true });

@@ -8,6 +8,8 @@
  * so an expired agent must be restarted with a new attestation.
  */
 import type { KeyObject, X509Certificate } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { MandateError, isMandateError, messageOf } from '../../errors.ts';
 import type { Logger } from '../../observability/logger.ts';
 import { IdentityClient, type Attestation, type IdentityApi, type X509SvidResponse } from '../../sdk/identity/client.ts';
@@ -19,7 +21,7 @@ import { assertKeyMatches } from '../x509-svid/parse.ts';
 import { verifyX509Svid } from '../x509-svid/verify.ts';
 import { startWorkloadApi, type WorkloadApiServer } from '../workload-api/server.ts';
 import type { SvidSource, WorkloadIdentity } from '../workload-api/source.ts';
-import { writeIdentityFiles } from './files.ts';
+import { FEDERATED_DIR, writeIdentityFiles } from './files.ts';
 import { refreshDelay, renewalDelay, retryDelay, withJitter } from './schedule.ts';
 
 export interface WorkloadAgentOptions {
@@ -105,15 +107,26 @@ class Agent implements WorkloadAgent {
     }
   }
 
+  /**
+   * Checks the output directory and opens the socket before attesting, so a configuration error does
+   * not burn a single-use join token. Until attestation completes the Workload API answers Unavailable.
+   */
   async start(): Promise<void> {
-    const { privateKey, csrPem } = await generateKeyAndCsr(this.#opts.keyType);
-    const svid = await this.#api.attest(this.#opts.attestation, csrPem, this.#opts.spiffeId);
-    await this.#accept(svid, privateKey);
-    this.#log?.info({ spiffeId: svid.spiffeId.toString(), expiresAt: svid.expiresAt.toISOString() }, 'agent attested and holds an X.509-SVID');
+    if (this.#opts.outDir !== undefined) {
+      try {
+        await mkdir(join(this.#opts.outDir, FEDERATED_DIR), { recursive: true });
+      } catch (err) {
+        throw new MandateError('ERR_CONFIG_INVALID', `outDir ${this.#opts.outDir} cannot be created: ${messageOf(err)}`, { cause: err });
+      }
+    }
     if (this.#opts.socketPath !== undefined) {
       this.#workloadApi = await startWorkloadApi({ socketPath: this.#opts.socketPath, source: this, ...(this.#log ? { logger: this.#log } : {}) });
     }
+    const { privateKey, csrPem } = await generateKeyAndCsr(this.#opts.keyType);
+    const svid = await this.#api.attest(this.#opts.attestation, csrPem, this.#opts.spiffeId);
+    await this.#accept(svid, privateKey);
     this.#started = true;
+    this.#log?.info({ spiffeId: svid.spiffeId.toString(), expiresAt: svid.expiresAt.toISOString() }, 'agent attested and holds an X.509-SVID');
   }
 
   // ---- SvidSource ----
