@@ -1,5 +1,6 @@
-/** The CLI's HTTP client for the admin API. Errors carry the server's code and message. */
-import { MandateError, type ErrorCode } from '../errors.ts';
+/** The CLI's client for the admin API: the SDK's JSON client plus the admin bearer token. */
+import { MandateError } from '../errors.ts';
+import { JsonHttp, type JsonRequest } from '../sdk/identity/http.ts';
 
 export interface ClientOptions {
   server: string;
@@ -7,32 +8,28 @@ export interface ClientOptions {
 }
 
 export class AdminClient {
-  constructor(private readonly opts: ClientOptions) {}
+  readonly #server: string;
+  readonly #adminToken: string | undefined;
 
-  async request<T = unknown>(method: string, path: string, body?: unknown, { admin = true, accept = 'json' }: { admin?: boolean; accept?: 'json' | 'text' } = {}): Promise<T> {
+  constructor(opts: ClientOptions) {
+    this.#server = opts.server;
+    this.#adminToken = opts.adminToken || undefined;
+  }
+
+  /** One request on its own connection pool, closed afterwards so the CLI exits at once. */
+  async request<T = unknown>(method: JsonRequest['method'], path: string, body?: unknown, { admin = true, accept = 'json' }: { admin?: boolean; accept?: 'json' | 'text' } = {}): Promise<T> {
     const headers: Record<string, string> = {};
     if (admin) {
-      if (!this.opts.adminToken) {
+      if (!this.#adminToken) {
         throw new MandateError('ERR_UNAUTHENTICATED', 'no admin token: set MANDATE_ADMIN_TOKEN (printed once when `mandate up` first started) or pass --admin-token');
       }
-      headers.authorization = `Bearer ${this.opts.adminToken}`;
+      headers.authorization = `Bearer ${this.#adminToken}`;
     }
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
+    const http = new JsonHttp({ serverUrl: this.#server, timeoutMs: 30_000 });
     try {
-      res = await fetch(new URL(path, this.opts.server), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-    } catch (err) {
-      throw new MandateError('ERR_UNREACHABLE', `cannot reach Mandate at ${this.opts.server}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+      return (await http.send({ method, path, headers, accept, body: body === undefined ? undefined : JSON.stringify(body) })) as T;
+    } finally {
+      await http.close();
     }
-    const text = await res.text();
-    if (!res.ok) {
-      let parsed: { error?: string; message?: string } = {};
-      try {
-        parsed = JSON.parse(text) as typeof parsed;
-      } catch { /* not JSON: report the status */ }
-      const err = new MandateError((parsed.error as ErrorCode) ?? 'ERR_INTERNAL', parsed.message ?? `HTTP ${res.status}`);
-      throw err;
-    }
-    return (accept === 'text' ? text : JSON.parse(text)) as T;
   }
 }

@@ -20,11 +20,13 @@ export interface JsonHttpOptions {
 }
 
 export interface JsonRequest {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   path: string;
   /** Exact bytes to send (already serialised, so an SVID-PoP can hash them). */
   body?: string;
   headers?: Record<string, string>;
+  /** `text` returns the body as a string instead of parsing JSON (e.g. a YAML manifest). */
+  accept?: 'json' | 'text';
 }
 
 /** Fallback codes for error bodies whose `error` is not a code this build knows. */
@@ -118,7 +120,7 @@ export class JsonHttp {
   /** Sends one request; resolves with the parsed JSON of a 2xx answer, throws MandateError otherwise. */
   async send(req: JsonRequest): Promise<unknown> {
     const what = `${req.method} ${req.path}`;
-    const headers: Record<string, string> = { accept: 'application/json', ...req.headers };
+    const headers: Record<string, string> = { accept: req.accept === 'text' ? '*/*' : 'application/json', ...req.headers };
     if (req.body !== undefined) headers['content-type'] = 'application/json';
     let res: Dispatcher.ResponseData;
     try {
@@ -153,7 +155,7 @@ export class JsonHttp {
       }
       throw serverError(res.statusCode, doc, what);
     }
-    return parseJson(bytes, what);
+    return req.accept === 'text' ? bytes.toString('utf8') : parseJson(bytes, what);
   }
 
   /** Closes pooled connections. */
