@@ -13,6 +13,7 @@ import { MandateError } from '../errors.ts';
 import { buildAttestors } from '../identity/attestation/catalog.ts';
 import { IdentityAuthority } from '../identity/authority/authority.ts';
 import { KeyManager } from '../identity/authority/key-manager.ts';
+import { MAX_JWT_SVID_TTL } from '../identity/authority/validate.ts';
 import { parseSpiffeBundle } from '../identity/bundle/parse.ts';
 import { toSpiffeBundleJson } from '../identity/bundle/serialize.ts';
 import { TrustBundleSet } from '../identity/bundle/set.ts';
@@ -87,7 +88,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
       store, kek, events,
       trustDomain: config.trustDomain,
       ca: { keyType: id.ca.keyType, ttlSeconds: id.ca.ttl, commonName: id.ca.commonName, imported: loadImportedCa(config) },
-      jwt: { algorithm: id.jwtSvid.algorithm, keyTtlSeconds: id.jwtSvid.keyTtl, maxSvidTtlSeconds: 86400 },
+      jwt: { algorithm: id.jwtSvid.algorithm, keyTtlSeconds: id.jwtSvid.keyTtl, maxSvidTtlSeconds: MAX_JWT_SVID_TTL },
       refreshHintSeconds: id.bundle.refreshHint,
       prepareAhead: id.rotation.prepareAhead,
     });

@@ -89,7 +89,7 @@ export class KeyManager {
       const certs = parseCertificates(record.publicData);
       const anchors = parseCertificates(record.trustAnchors);
       const isAnchor = (c: X509Certificate) => anchors.some((a) => a.fingerprint256 === c.fingerprint256);
-      const ca = existing?.ca ?? (await signingCa(record.id, certs[0] as X509Certificate, certs.filter((c) => !isAnchor(c)), anchors, privateKey));
+      const ca = existing?.ca ?? signingCa(record.id, certs[0] as X509Certificate, certs.filter((c) => !isAnchor(c)), anchors, privateKey);
       cas.set(record.id, { record, ca });
     }
     const jwtKeys = new Map<string, { record: SigningKeyRecord; key: JwtSigningKey }>();

@@ -8,6 +8,9 @@ const SELECTOR = /^[a-z0-9_-]+:[\x21-\x7e]{1,255}$/;
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const LIMITS = { x509: [60, 30 * 86400], jwt: [30, 86400], joinToken: [60, 30 * 86400] } as const;
 
+/** The longest JWT-SVID lifetime an entry may have: how long a retired JWT key must stay published. */
+export const MAX_JWT_SVID_TTL = LIMITS.jwt[1];
+
 function bad(message: string): never {
   throw new MandateError('ERR_BAD_REQUEST', message);
 }

@@ -44,7 +44,7 @@ export function importCa(opts: ImportCaOptions): ImportedCa {
   const { privateKey } = parseCertificatesAndKey(opts.keyPem);
   if (!privateKey) invalid('no private key found in the key file');
   const ca = certs[0] as X509Certificate;
-  webCryptoAlgorithms(privateKey);
+  webCryptoAlgorithms(privateKey); // throws for key types and sizes a CA must not sign with
   try {
     assertKeyMatches(ca, privateKey);
   } catch {

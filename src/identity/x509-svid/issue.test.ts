@@ -74,23 +74,24 @@ function comparableText(text: string): string[] {
 async function issueWithPeculiar(ca: SigningCa, csrPem: string): Promise<X509Certificate> {
   const request = new x509.Pkcs10CertificateRequest(csrPem);
   const publicKey = await request.publicKey.export();
+  const caKeys = await toCryptoKeys(ca.privateKey);
   const now = new Date();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: '01',
     subject: 'O=SPIFFE',
-    issuer: ca.issuerName,
+    issuer: new x509.X509Certificate(ca.certificate.raw).subjectName,
     notBefore: now,
     notAfter: new Date(now.getTime() + 600_000),
-    signingAlgorithm: ca.webCrypto.signAlg,
+    signingAlgorithm: caKeys.signAlg,
     publicKey,
-    signingKey: ca.webCrypto.privateKey,
+    signingKey: caKeys.privateKey,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], false),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: ID.toString() }], false),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.webCrypto.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
     ],
   });
   return new X509Certificate(Buffer.from(cert.rawData));
