@@ -97,3 +97,30 @@ describe('key rotation', () => {
     void keys;
   });
 });
+
+describe('CA import configured after the first start', () => {
+  it('publishes the imported CA as prepared and keeps issuing with the active one until rotated', async () => {
+    const { generateRootCa } = await import('../ca/generate.ts');
+    const store = await openSqliteStore({ path: ':memory:' });
+    const kek = KeyEncryptionKey.generate();
+    const options = (imported?: import('../ca/import.ts').ImportedCa) => ({
+      store, kek, trustDomain: 'example.org', events: new MemoryEventSink(),
+      ca: { keyType: 'ec-p256' as const, ttlSeconds: 86400, imported },
+      jwt: { algorithm: 'ES256' as const, keyTtlSeconds: 86400, maxSvidTtlSeconds: 300 },
+      refreshHintSeconds: 300, prepareAhead: 0.5,
+    });
+    const first = new KeyManager(options());
+    await first.init();
+    const generated = first.activeCa().certificate;
+    const root = await generateRootCa({ trustDomain: 'example.org', keyType: 'ec-p256', ttlSeconds: 86400, commonName: 'Corp Root' });
+    const imported = { certificate: root.certificate, chain: [], trustAnchors: [root.certificate], privateKey: root.privateKey };
+    const second = new KeyManager(options(imported));
+    await second.init();
+    assert.equal(second.activeCa().certificate.fingerprint256, generated.fingerprint256, 'still issuing with the active CA');
+    assert.ok(second.bundle().x509Authorities.some((a) => a.fingerprint256 === root.certificate.fingerprint256), 'imported root published');
+    await second.init(); // a further restart does not import it twice
+    assert.equal(second.keys().filter((k) => k.kind === 'x509-ca').length, 2);
+    assert.equal((await second.rotate('x509-ca')).phase, 'activated');
+    assert.equal(second.activeCa().certificate.fingerprint256, root.certificate.fingerprint256);
+  });
+});

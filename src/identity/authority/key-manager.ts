@@ -71,12 +71,21 @@ export class KeyManager {
   /** Loads keys from the store and creates the first CA and JWT key when there are none. */
   async init(): Promise<void> {
     await this.reload();
-    if (!this.#active('x509-ca')) {
-      const imported = this.#opts.ca.imported;
-      await this.#createCa('active', imported);
+    const imported = this.#opts.ca.imported;
+    if (!this.#active('x509-ca')) await this.#createCa('active', imported);
+    else if (imported && !this.#knowsCertificate(imported.certificate)) {
+      // A CA import added to the configuration after the first start: publish it now; an admin
+      // activates it (`mandate key rotate x509-ca`) once verifiers have fetched the new bundle.
+      await this.#createCa('prepared', imported);
+      await this.#opts.store.bumpBundleSequence();
+      this.#opts.events.emit({ type: 'key.x509-ca.import_pending', outcome: 'success', reason: 'the configured CA is published but not active; run `mandate key rotate x509-ca` to activate it' });
     }
     if (!this.#active('jwt')) await this.#createJwtKey('active');
     await this.reload();
+  }
+
+  #knowsCertificate(cert: X509Certificate): boolean {
+    return [...this.#cas.values()].some(({ ca }) => ca.certificate.fingerprint256 === cert.fingerprint256);
   }
 
   /** Re-reads every key from the store (another replica may have rotated). */
