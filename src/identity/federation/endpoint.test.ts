@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMandateError } from '../../errors.ts';
-import { bundleEndpointUrl, isLoopbackHost, redirectTarget } from './endpoint.ts';
+import { isLoopbackHost } from '../../config/address.ts';
+import { bundleEndpointUrl, redirectTarget } from './endpoint.ts';
 
 test('isLoopbackHost: 127.0.0.0/8, ::1 and localhost only', () => {
   for (const host of ['127.0.0.1', '127.1.2.3', '[::1]', 'localhost']) assert.equal(isLoopbackHost(host), true, host);

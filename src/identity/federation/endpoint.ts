@@ -2,18 +2,8 @@
  * Bundle endpoint URLs (SPIFFE Federation §5.2.1.1, `https_web`): https, no userinfo. Plain http is
  * accepted only on loopback addresses, for tests and local development.
  */
-import { isIPv4 } from 'node:net';
+import { isLoopbackHost } from '../../config/address.ts';
 import { MandateError, type ErrorCode } from '../../errors.ts';
-
-/**
- * True for 127.0.0.0/8, ::1 and `localhost`, as URL.hostname spells them.
- *
- * @example isLoopbackHost('127.0.0.2') // true;  isLoopbackHost('[::1]') // true;  isLoopbackHost('10.0.0.1') // false
- */
-export function isLoopbackHost(hostname: string): boolean {
-  if (hostname === 'localhost' || hostname === '[::1]') return true;
-  return isIPv4(hostname) && hostname.startsWith('127.');
-}
 
 function checkUrl(raw: string, code: ErrorCode, where: string): URL {
   let url: URL;
