@@ -101,8 +101,29 @@ describe('loadConfigFile: valid files', () => {
       'k8s/edge-jwks.json': '{"keys":[]}',
       'federation/partner.example.json': '{"keys":[]}',
       'federation/cluster-local-ca.crt': 'ca',
+      'tls/mandate-mtls.crt': 'cert',
+      'tls/mandate-mtls.key': 'key',
     });
     const config = loadConfigFile(join(dir, 'mandate.yaml'), {});
+    const delegation = config.delegation;
+    assert.equal(delegation.token.maxTtl, 300);
+    assert.equal(delegation.mandates.maxTtl, 90 * 86400);
+    assert.deepEqual(delegation.providers.map((p) => [p.id, p.issuer, p.accessTokenAudience, p.clientSecret]), [['acme-sso', 'https://sso.acme.example/realms/acme', 'mandate', undefined]]);
+    assert.deepEqual(delegation.clients[0], {
+      clientId: 'triage-bot',
+      name: 'Triage bot',
+      redirectUris: [],
+      authMethod: 'private_key_jwt',
+      secretHash: undefined,
+      spiffeId: 'spiffe://example.org/agent/triage-bot',
+      grantTypes: ['urn:ietf:params:oauth:grant-type:token-exchange'],
+    });
+    assert.deepEqual(delegation.mtls, {
+      listen: { host: '127.0.0.1', port: 8443 },
+      tls: { certFile: join(dir, 'tls/mandate-mtls.crt'), keyFile: join(dir, 'tls/mandate-mtls.key') },
+      publicUrl: 'https://127.0.0.1:8443',
+    });
+    assert.deepEqual(delegation.resources, [{ uri: 'http://127.0.0.1:8420/mcp/issues', name: 'Issue tracker', scopes: ['issues:read', 'issues:comment'] }]);
     assert.deepEqual(config.server.listen, { host: '0.0.0.0', port: 8443 });
     assert.equal(config.server.publicUrl, 'https://mandate.example.org');
     assert.equal(config.server.publicUrlFromListen, false);
@@ -403,6 +424,40 @@ describe('parseConfig: each kind of error', () => {
     assert.deepEqual(problems('trust_domain: td\nstore:\n  driver: postgres\n  url: mysql://db/m\n'), [
       'c.yaml:4: store.url: must be a postgres:// or postgresql:// URL',
     ]);
+  });
+
+  it('delegation: cross-field checks name the key and the fix', () => {
+    const d = (body: string) => problems(`trust_domain: td\ndelegation:\n${body}`);
+    assert.deepEqual(d('  clients:\n    - client_id: a\n      auth_method: client_secret_basic\n      grant_types: [urn:ietf:params:oauth:grant-type:token-exchange]\n'), [
+      'c.yaml:5: delegation.clients[0].auth_method: client_secret_basic needs secret_sha256',
+    ]);
+    assert.deepEqual(d('  clients:\n    - client_id: a\n      auth_method: private_key_jwt\n      spiffe_id: spiffe://td/a/../b\n      grant_types: [urn:ietf:params:oauth:grant-type:token-exchange]\n')[0]?.slice(0, 43), 'c.yaml:6: delegation.clients[0].spiffe_id: ');
+    assert.deepEqual(d('  clients:\n    - client_id: a\n'), ['c.yaml:4: delegation.clients[0].redirect_uris: the authorization_code grant needs at least one redirect URI']);
+    assert.deepEqual(d('  clients:\n    - client_id: a\n      redirect_uris: ["http://app.example/cb"]\n'), [
+      'c.yaml:5: delegation.clients[0].redirect_uris[0]: http redirect URIs are only allowed on loopback addresses',
+    ]);
+    assert.deepEqual(d('  clients:\n    - { client_id: a, redirect_uris: ["http://127.0.0.1/cb"] }\n    - { client_id: a, redirect_uris: ["http://127.0.0.1/cb"] }\n'), [
+      'c.yaml:5: delegation.clients[1].client_id: duplicate: "a" is already used at delegation.clients[0]',
+    ]);
+    assert.deepEqual(d('  providers:\n    - { id: x, issuer: "http://sso.example", client_id: m }\n'), [
+      'c.yaml:4: delegation.providers[0].issuer: the issuer must use https (http is only allowed on loopback addresses)',
+    ]);
+    assert.deepEqual(d('  providers:\n    - { id: x, issuer: "https://sso.example", client_id: m, scopes: [profile] }\n'), [
+      'c.yaml:4: delegation.providers[0].scopes: must include "openid"',
+    ]);
+    assert.deepEqual(d('  scopes: { "a:read": Read a }\n  resources:\n    - { uri: "https://t.example/mcp", scopes: ["a:write"] }\n'), [
+      'c.yaml:5: delegation.resources[0].scopes[0]: unknown scope "a:write": list it under delegation.scopes with a description',
+    ]);
+    assert.deepEqual(d('  mandates: { default_ttl: 2d, max_ttl: 1d }\n'), ['c.yaml:3: delegation.mandates.default_ttl: must not exceed delegation.mandates.max_ttl (1d)']);
+    assert.deepEqual(d('  token: { max_ttl: 1h, key_ttl: 2h }\n'), ['c.yaml:3: delegation.token.key_ttl: must be at least four times delegation.token.max_ttl (1h) so rotation overlaps']);
+  });
+
+  it('delegation: a provider secret comes from the environment first and never shows in errors', () => {
+    const text = 'trust_domain: td\ndelegation:\n  providers:\n    - { id: acme-sso, issuer: "https://sso.example", client_id: m, client_secret: from-file }\n';
+    const config = parseConfig(text, 'c.yaml', { MANDATE_OIDC_ACME_SSO_CLIENT_SECRET: 'from-env' });
+    assert.equal(config.delegation.providers[0]?.clientSecret?.reveal(), 'from-env');
+    assert.equal(parseConfig(text, 'c.yaml', {}).delegation.providers[0]?.clientSecret?.reveal(), 'from-file');
+    assert.doesNotMatch(JSON.stringify(config), /from-env|from-file/);
   });
 
   it('keys: kek must decode to 32 bytes, and only one of kek and kek_file', () => {

@@ -12,6 +12,7 @@ import { isMandateError } from '../errors.ts';
 import { parseTrustDomain } from '../identity/spiffe-id/parse.ts';
 import { isLoopbackHost, parseListen, parseUrl, urlHost } from './address.ts';
 import type { Checker } from './checker.ts';
+import { normaliseDelegation } from './normalise-delegation.ts';
 import { normaliseAttestation, normaliseFederation, normaliseIdentity } from './normalise-identity.ts';
 import type { RawConfig } from './raw.ts';
 import { Secret } from './secret.ts';
@@ -37,6 +38,7 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
     identity: normaliseIdentity(raw.identity, check),
     attestation: normaliseAttestation(raw.attestation, server.listen, check),
     federation: normaliseFederation(raw.federation, trustDomain, check),
+    delegation: normaliseDelegation(raw.delegation, check),
     log: { level: raw.log.level },
   };
 }

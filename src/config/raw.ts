@@ -2,7 +2,7 @@
  * The configuration as written (snake_case), after the schema has checked its shape and filled its
  * defaults. Only normalise.ts reads it; everything else uses MandateConfig.
  */
-import type { CaKeyType, JwtSvidAlgorithm, LogLevel } from './types.ts';
+import type { CaKeyType, ClientAuthMethod, JwtSvidAlgorithm, LogLevel, TokenSigningAlgorithm } from './types.ts';
 
 export type RawDuration = string | number;
 
@@ -37,6 +37,7 @@ export interface RawConfig {
     static: { enabled: boolean; allowed_selectors: string[] };
   };
   federation: { trust_domains: RawFederatedTrustDomain[] };
+  delegation: RawDelegation;
   log: { level: LogLevel };
 }
 
@@ -60,4 +61,42 @@ export interface RawFederatedTrustDomain {
   bundle_url?: string;
   ca_file?: string;
   default_refresh?: RawDuration;
+}
+
+export interface RawDelegation {
+  token: { algorithm: TokenSigningAlgorithm; max_ttl: RawDuration; key_ttl: RawDuration };
+  mandates: { default_ttl: RawDuration; max_ttl: RawDuration; default_max_depth: number };
+  authorization_code_ttl: RawDuration;
+  refresh_token_ttl: RawDuration;
+  session_ttl: RawDuration;
+  directory: { enabled: boolean; max_failures: number; lockout: RawDuration };
+  providers: RawOidcProvider[];
+  clients: RawOAuthClient[];
+  client_id_metadata_documents: { enabled: boolean; allow_private_addresses: boolean; max_bytes: number; timeout: RawDuration; cache_ttl: RawDuration };
+  dynamic_registration: { enabled: boolean };
+  dpop: { algorithms: string[]; proof_max_age: RawDuration; require_nonce: boolean };
+  mtls?: { listen: string; cert_file: string; key_file: string; public_url?: string };
+  scopes: Record<string, string>;
+  resources: Array<{ uri: string; name?: string; scopes?: string[] }>;
+}
+
+export interface RawOidcProvider {
+  id: string;
+  name?: string;
+  issuer: string;
+  client_id: string;
+  client_secret?: string;
+  scopes: string[];
+  access_token_audience?: string;
+  ca_file?: string;
+}
+
+export interface RawOAuthClient {
+  client_id: string;
+  name?: string;
+  redirect_uris: string[];
+  auth_method: ClientAuthMethod;
+  secret_sha256?: string;
+  spiffe_id?: string;
+  grant_types: string[];
 }

@@ -27,6 +27,7 @@ export interface MandateConfig {
   readonly identity: IdentityConfig;
   readonly attestation: AttestationConfig;
   readonly federation: FederationConfig;
+  readonly delegation: DelegationConfig;
   readonly log: { readonly level: LogLevel };
 }
 
@@ -169,4 +170,113 @@ export interface FederatedFromUrl {
   readonly caFile: string | undefined;
   /** Seconds between fetches when the bundle carries no refresh hint. */
   readonly defaultRefresh: number;
+}
+
+export type TokenSigningAlgorithm = 'ES256' | 'ES384' | 'PS256' | 'RS256' | 'EdDSA';
+
+/** The delegation authority: principals, mandates, consent and the token endpoint. */
+export interface DelegationConfig {
+  readonly token: {
+    readonly algorithm: TokenSigningAlgorithm;
+    /** Seconds: the longest an OBO or access token may live (default 300). */
+    readonly maxTtl: number;
+    /** Seconds a token-signing key signs before it is rotated. */
+    readonly keyTtl: number;
+  };
+  readonly mandates: {
+    /** Seconds: lifetime of a consented mandate when the request names none. */
+    readonly defaultTtl: number;
+    /** Seconds: the longest a mandate may be granted for. */
+    readonly maxTtl: number;
+    /** Delegation hops below the agent when a request names none (0 = no sub-agents). */
+    readonly defaultMaxDepth: number;
+  };
+  /** Seconds. */
+  readonly authorizationCodeTtl: number;
+  /** Seconds. */
+  readonly refreshTokenTtl: number;
+  /** Seconds a browser sign-in lasts. */
+  readonly sessionTtl: number;
+  readonly directory: {
+    readonly enabled: boolean;
+    /** Failed sign-ins in a row before the account is locked. */
+    readonly maxFailures: number;
+    /** Seconds the account stays locked. */
+    readonly lockout: number;
+  };
+  readonly providers: readonly OidcProviderConfig[];
+  readonly clients: readonly OAuthClientConfig[];
+  readonly clientIdMetadataDocuments: {
+    readonly enabled: boolean;
+    /** Allow metadata documents on loopback/private addresses (tests, labs). Never in production. */
+    readonly allowPrivateAddresses: boolean;
+    readonly maxBytes: number;
+    /** Milliseconds. */
+    readonly timeout: number;
+    /** Seconds a fetched document is reused. */
+    readonly cacheTtl: number;
+  };
+  readonly dynamicRegistration: { readonly enabled: boolean };
+  readonly dpop: {
+    readonly algorithms: readonly string[];
+    /** Seconds a proof is accepted after its `iat`. */
+    readonly proofMaxAge: number;
+    /** Require a server nonce in proofs (RFC 9449 §8). */
+    readonly requireNonce: boolean;
+  };
+  /** A second, mutual-TLS listener for tls_client_auth and certificate-bound tokens (RFC 8705 endpoint aliases). */
+  readonly mtls: MtlsListenerConfig | undefined;
+  /** Scope -> what it allows, in words, for the consent page. Only these scopes can be granted. */
+  readonly scopes: Readonly<Record<string, string>>;
+  /** The resources (tool servers) mandates can name. */
+  readonly resources: readonly ResourceConfig[];
+}
+
+export interface MtlsListenerConfig {
+  readonly listen: ListenAddress;
+  readonly tls: TlsFiles;
+  /** Base URL of the listener as clients reach it, without a trailing `/`. */
+  readonly publicUrl: string;
+}
+
+export interface ResourceConfig {
+  /** Resource indicator (RFC 8707): absolute URI without fragment, e.g. `http://127.0.0.1:8420/mcp/issues`. */
+  readonly uri: string;
+  readonly name: string;
+  /** Scopes that make sense for this resource (shown and offered on the consent page). */
+  readonly scopes: readonly string[];
+}
+
+export interface OidcProviderConfig {
+  /** Short name used in URLs (`/signin/<id>`). */
+  readonly id: string;
+  /** Shown on the sign-in page. */
+  readonly name: string;
+  /** The provider's issuer identifier; discovery at `<issuer>/.well-known/openid-configuration`. */
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: Secret<string> | undefined;
+  readonly scopes: readonly string[];
+  /**
+   * Audience Mandate requires in this provider's access tokens presented as subject tokens; undefined
+   * means only its ID tokens (audience = clientId) are accepted.
+   */
+  readonly accessTokenAudience: string | undefined;
+  /** Absolute path of PEM trust anchors for the provider's HTTPS endpoints. */
+  readonly caFile: string | undefined;
+}
+
+export type ClientAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth';
+
+/** A pre-registered OAuth client. */
+export interface OAuthClientConfig {
+  readonly clientId: string;
+  readonly name: string;
+  readonly redirectUris: readonly string[];
+  readonly authMethod: ClientAuthMethod;
+  /** SHA-256 (hex) of the client secret, for client_secret_* methods. */
+  readonly secretHash: string | undefined;
+  /** For private_key_jwt (a JWT-SVID of this ID) and tls_client_auth (an X.509-SVID with this URI SAN). */
+  readonly spiffeId: string | undefined;
+  readonly grantTypes: readonly string[];
 }

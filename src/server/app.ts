@@ -10,6 +10,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { isLoopbackHost } from '../config/address.ts';
 import type { ListenAddress, MandateConfig } from '../config/types.ts';
 import { MandateError } from '../errors.ts';
+import { DelegationAuthority } from '../delegation/authority.ts';
+import type { MetadataDocumentOptions } from '../delegation/clients/metadata-document.ts';
 import { buildAttestors } from '../identity/attestation/catalog.ts';
 import { IdentityAuthority } from '../identity/authority/authority.ts';
 import { KeyManager } from '../identity/authority/key-manager.ts';
@@ -29,6 +31,7 @@ import { sendJson } from './http/context.ts';
 import { Router } from './http/router.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { identityRoutes } from './routes/identity.ts';
+import { oauthRoutes } from './routes/oauth.ts';
 
 export interface StartOptions {
   config: MandateConfig;
@@ -38,6 +41,8 @@ export interface StartOptions {
   events?: EventSink;
   /** Overrides config server.listen, e.g. port 0 in tests. */
   listen?: ListenAddress;
+  /** Trust anchors and resolver for fetching Client ID Metadata Documents (tests and labs). */
+  metadataDocumentOptions?: MetadataDocumentOptions;
 }
 
 export interface RunningMandate {
@@ -49,8 +54,64 @@ export interface RunningMandate {
   keys: KeyManager;
   store: Store;
   federation: FederationManager;
+  delegation: DelegationAuthority;
+  /** The delegation authority's issuer identifier (the public URL). */
+  issuer: string;
+  /** Base URL of the mutual-TLS listener, when configured. */
+  mtlsUrl: string | undefined;
   kekCreated: boolean;
   close(): Promise<void>;
+}
+
+function boundUrl(server: Server, scheme: 'http' | 'https'): string {
+  const address = server.address() as AddressInfo;
+  const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${scheme}://${hostForUrl}:${address.port}`;
+}
+
+/** Stops accepting, lets requests in flight finish (10 s at most), then closes. */
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((done) => {
+    server.close(() => done());
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 10_000).unref();
+  });
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolveListen());
+  });
+}
+
+/**
+ * The mutual-TLS listener (RFC 8705): token, introspection and revocation endpoints where clients
+ * authenticate with X.509-SVIDs and tokens bind to the client certificate. The TLS layer asks for a
+ * certificate but accepts any; the endpoints verify it as an SVID against our and federated bundles.
+ */
+async function startMtlsListener(
+  config: MandateConfig,
+  delegation: DelegationAuthority,
+  logger: Logger,
+  serverOptions: Record<string, number>,
+  closers: Array<() => Promise<void> | void>,
+): Promise<string | undefined> {
+  const mtls = config.delegation.mtls;
+  if (!mtls) return undefined;
+  const router = new Router({ logger, maxBodyBytes: config.server.maxBodyBytes });
+  const server = createHttpsServer({
+    ...serverOptions,
+    cert: readFileSync(mtls.tls.certFile),
+    key: readFileSync(mtls.tls.keyFile),
+    requestCert: true,
+    rejectUnauthorized: false,
+  }, router.handle);
+  await listen(server, mtls.listen.port, mtls.listen.host);
+  closers.push(() => closeServer(server));
+  const url = mtls.listen.port === 0 && mtls.publicUrl.endsWith(':0') ? boundUrl(server, 'https') : mtls.publicUrl;
+  oauthRoutes(router, delegation, { baseUrl: url, mtls: true });
+  return url;
 }
 
 
@@ -134,7 +195,6 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
         sendJson(ctx.res, 200, { status: 'ready', trust_domain: config.trustDomain });
       });
     identityRoutes(router, authority);
-    adminRoutes(router, { store, authority, keys, federation, events });
 
     const { host, port } = opts.listen ?? config.server.listen;
     const tls = config.server.tls;
@@ -149,35 +209,40 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       else socket.destroy();
     });
-    await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolveListen());
+    await listen(server, port, host);
+    closers.push(() => closeServer(server));
+    const url = boundUrl(server, tls ? 'https' : 'http');
+
+    // The issuer is the public URL; when that was derived from a listen port of 0, the bound port.
+    const issuer = config.server.publicUrlFromListen ? url : config.server.publicUrl;
+    const delegation = new DelegationAuthority({
+      config: config.delegation, issuer, store, kek, events,
+      bundles: () => authority.bundles(),
+      metadataDocumentOptions: opts.metadataDocumentOptions,
     });
-    const address = server.address() as AddressInfo;
-    const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    const url = `${tls ? 'https' : 'http'}://${hostForUrl}:${address.port}`;
+    await delegation.start();
+    closers.push(() => delegation.stop());
+    adminRoutes(router, { store, authority, keys, federation, events, delegation });
+    oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
+    const mtlsUrl = await startMtlsListener(config, delegation, logger, serverOptions, closers);
 
     const rotation = setInterval(() => {
       keys.tick().then(
         (changed) => changed && logger.info({ sequence: keys.bundle().sequence }, 'signing keys rotated; bundle updated'),
         (err) => logger.error({ err: (err as Error).message }, 'key rotation check failed'),
       );
+      delegation.tick().catch((err) => logger.error({ err: (err as Error).message }, 'delegation housekeeping failed'));
     }, id.rotation.checkInterval * 1000);
     rotation.unref();
 
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= (async () => {
       clearInterval(rotation);
-      await new Promise<void>((done) => {
-        server.close(() => done());
-        server.closeIdleConnections();
-        setTimeout(() => server.closeAllConnections(), 10_000).unref();
-      });
       for (const closer of closers.reverse()) await closer();
     })());
 
-    logger.info({ url, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
-    return { url, adminToken, authority, keys, store, federation, kekCreated, close };
+    logger.info({ url, issuer, mtlsUrl, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
+    return { url, mtlsUrl, issuer, adminToken, authority, keys, store, federation, delegation, kekCreated, close };
   } catch (err) {
     for (const closer of closers.reverse()) await closer();
     throw err;

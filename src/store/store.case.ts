@@ -4,11 +4,17 @@ import { after, before, describe, it } from 'node:test';
 import { isMandateError } from '../errors.ts';
 import type {
   AdminTokenRecord,
+  EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
+  MandateRecord,
+  OAuthClientRecord,
+  RefreshTokenRecord,
   RegistrationEntry,
+  RevocationRecord,
   SigningKeyRecord,
   Store,
+  UserRecord,
 } from './store.ts';
 
 /**
@@ -17,8 +23,10 @@ import type {
  *
  * `open` must return a store on the SAME database every time it is called (same file, same
  * schema): the suite opens it more than once to prove migrations are idempotent and data
- * persists. Cases share that database, so each works on its own random ids. `cleanup` runs once
- * at the end with the suite's store still open; the suite closes the store afterwards.
+ * persists, and keeps a second store open beside the first so that concurrency cases race two
+ * connections. Cases share that database, so each works on its own random ids (and dates no
+ * other case uses, where a case prunes by date). `cleanup` runs once at the end with the suite's
+ * store still open; the suite closes the store afterwards.
  *
  * @example
  *   storeSuite('sqlite store', () => openSqliteStore({ path: join(dir, 'mandate.db') }));
@@ -30,11 +38,15 @@ export function storeSuite<S extends Store>(
 ): void {
   describe(name, () => {
     let store: S;
+    /** A second store on the same database: concurrent callers alternate between the two. */
+    let second: S;
     before(async () => {
       store = await open();
+      second = await open();
     });
     after(async () => {
       try {
+        await second.close();
         await cleanup?.(store);
       } finally {
         await store.close();
@@ -57,6 +69,15 @@ export function storeSuite<S extends Store>(
         assert.deepEqual(cas, [ca]);
         assert.deepEqual(jwts, [jwt]);
         assert.ok(cas[0]?.notAfter instanceof Date);
+      });
+
+      it('round-trips an oauth key, listed apart from the identity keys', async () => {
+        const key = signingKey({ kind: 'oauth', state: 'active', publicData: '{"kty":"EC","crv":"P-256","kid":"k1"}', trustAnchors: '' });
+        await store.putSigningKey(key);
+        assert.deepEqual(await findKey(store, key), key);
+        for (const kind of ['x509-ca', 'jwt'] as const) {
+          assert.equal((await store.listSigningKeys(kind)).find((k) => k.id === key.id), undefined);
+        }
       });
 
       it('updates state and publishUntil, including back to null', async () => {
@@ -283,6 +304,695 @@ export function storeSuite<S extends Store>(
       });
     });
 
+    describe('users', () => {
+      it('round-trips every field, dates to the millisecond', async () => {
+        const u = user({ failedLogins: 2, lockedUntil: at(300), disabled: true, displayName: 'Zoë "Z" Ångström 日本' });
+        await store.createUser(u);
+        const got = await store.getUser(u.id);
+        assert.deepEqual(got, u);
+        assert.ok(got?.createdAt instanceof Date && got.lockedUntil instanceof Date);
+      });
+
+      it('stores the username lower-case and finds it whatever the case', async () => {
+        const tag = hex(4);
+        const u = user({ username: `Alice.ÉTÉ-${tag}` });
+        await store.createUser(u);
+        const stored = { ...u, username: `alice.été-${tag}` };
+        assert.deepEqual(await store.getUser(u.id), stored);
+        assert.deepEqual(await store.findUserByUsername(`ALICE.ÉTÉ-${tag.toUpperCase()}`), stored);
+        assert.deepEqual(await store.findUserByUsername(`alice.été-${tag}`), stored);
+      });
+
+      it('rejects a taken username (in any case) or id with ERR_CONFLICT and keeps the first', async () => {
+        const u = user({ username: `bob-${hex(4)}` });
+        await store.createUser(u);
+        await assert.rejects(store.createUser(user({ username: u.username.toUpperCase() })), code('ERR_CONFLICT'));
+        await assert.rejects(store.createUser({ ...u, username: `other-${hex(4)}` }), code('ERR_CONFLICT'));
+        assert.deepEqual(await store.getUser(u.id), u);
+      });
+
+      it('returns null for an unknown id or username', async () => {
+        assert.equal(await store.getUser(`missing-${randomUUID()}`), null);
+        assert.equal(await store.findUserByUsername(`missing-${hex(8)}`), null);
+      });
+
+      it('lists users ordered by username', async () => {
+        const tag = hex(6);
+        const users = ['c', 'a', 'b'].map((n, i) => user({ username: `${tag}-${n}`, createdAt: at(i) }));
+        for (const u of users) await store.createUser(u);
+        const listed = (await store.listUsers()).filter((u) => u.username.startsWith(tag));
+        assert.deepEqual(listed, [users[1], users[2], users[0]]);
+      });
+
+      it('updates only the given fields, and reports whether the user exists', async () => {
+        const u = user();
+        await store.createUser(u);
+        assert.equal(await store.updateUser(u.id, { displayName: 'New Name' }), true);
+        assert.deepEqual(await store.getUser(u.id), { ...u, displayName: 'New Name' });
+        assert.equal(await store.updateUser(u.id, { passwordHash: '$scrypt$new', disabled: true }), true);
+        const changed = { ...u, displayName: 'New Name', passwordHash: '$scrypt$new', disabled: true };
+        assert.deepEqual(await store.getUser(u.id), changed);
+        assert.equal(await store.updateUser(u.id, { disabled: false, displayName: undefined }), true);
+        assert.deepEqual(await store.getUser(u.id), { ...changed, disabled: false });
+        assert.equal(await store.updateUser(u.id, {}), true);
+        const missing = `missing-${randomUUID()}`;
+        assert.equal(await store.updateUser(missing, { displayName: 'x' }), false);
+        assert.equal(await store.updateUser(missing, {}), false);
+      });
+
+      it('counts failed sign-ins, locks at the threshold and starts counting again', async () => {
+        const u = user();
+        await store.createUser(u);
+        const fail = () => store.recordLoginFailure(u.id, 3, at(900));
+        assert.deepEqual(await fail(), { ...u, failedLogins: 1, lockedUntil: null });
+        assert.deepEqual(await fail(), { ...u, failedLogins: 2, lockedUntil: null });
+        assert.deepEqual(await fail(), { ...u, failedLogins: 0, lockedUntil: at(900) });
+        // Later failures count again without shortening or lifting the lock.
+        assert.deepEqual(await fail(), { ...u, failedLogins: 1, lockedUntil: at(900) });
+        assert.deepEqual(await store.getUser(u.id), { ...u, failedLogins: 1, lockedUntil: at(900) });
+        await store.recordLoginSuccess(u.id);
+        assert.deepEqual(await store.getUser(u.id), u);
+      });
+
+      it('locks on every failure when the threshold is 1', async () => {
+        const u = user();
+        await store.createUser(u);
+        assert.deepEqual(await store.recordLoginFailure(u.id, 1, at(60)), { ...u, lockedUntil: at(60) });
+        assert.deepEqual(await store.recordLoginFailure(u.id, 1, at(120)), { ...u, lockedUntil: at(120) });
+      });
+
+      it('counts 10 concurrent failures from two connections without losing one', async () => {
+        const u = user();
+        await store.createUser(u);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : second).recordLoginFailure(u.id, 4, at(500))),
+        );
+        // Each failure saw the one before it: counts 1,2,3,lock, 1,2,3,lock, 1,2 in some order.
+        assert.deepEqual(results.map((r) => r?.failedLogins).sort(), [0, 0, 1, 1, 1, 2, 2, 2, 3, 3]);
+        assert.deepEqual(await store.getUser(u.id), { ...u, failedLogins: 2, lockedUntil: at(500) });
+      });
+
+      it('returns null when counting a failure of an unknown user; success on one is a no-op', async () => {
+        const missing = `missing-${randomUUID()}`;
+        assert.equal(await store.recordLoginFailure(missing, 3, at(1)), null);
+        await store.recordLoginSuccess(missing);
+        assert.equal(await store.getUser(missing), null);
+      });
+
+      it('rejects a threshold below 1 or not an integer with ERR_INTERNAL', async () => {
+        const u = user();
+        await store.createUser(u);
+        for (const max of [0, -1, 1.5, Number.NaN]) {
+          await assert.rejects(store.recordLoginFailure(u.id, max, at(1)), code('ERR_INTERNAL'), `max ${max}`);
+        }
+        assert.deepEqual(await store.getUser(u.id), u);
+      });
+
+      it('deletes a user once: true, then false', async () => {
+        const u = user();
+        await store.createUser(u);
+        assert.equal(await store.deleteUser(u.id), true);
+        assert.equal(await store.getUser(u.id), null);
+        assert.equal(await store.findUserByUsername(u.username), null);
+        assert.equal(await store.deleteUser(u.id), false);
+      });
+    });
+
+    describe('mandates', () => {
+      it('round-trips every field, nested constraints included, dates to the millisecond', async () => {
+        const m = mandate({
+          scopes: ['issues:read', 'issues:comment', 'issues:read'],
+          resources: ['https://tools.example/mcp', 'https://api.example/v1?x=1'],
+          constraints: {
+            repository: 'acme/api',
+            limits: { perDay: 20, ratio: 0.25, largest: Number.MAX_SAFE_INTEGER, negative: -3 },
+            branches: ['main', 'release/*'],
+            flags: [true, false, null],
+            deep: { a: { b: { c: [1, { d: 'é 日本 "quoted" \\ back' }] } } },
+            empty: {},
+            none: [],
+          },
+          maxDepth: 2,
+          createdAt: at(1),
+          expiresAt: at(28_800),
+        });
+        await store.createMandate(m);
+        const got = await store.getMandate(m.id);
+        assert.deepEqual(got, m);
+        assert.ok(got?.createdAt instanceof Date && got.expiresAt instanceof Date);
+      });
+
+      it('round-trips an admin mandate without client and a mandate created revoked', async () => {
+        const admin = mandate({ origin: 'admin', clientId: null, agent: 'spiffe://example.org/agent/team/*' });
+        const revoked = mandate({ status: 'revoked', revokedAt: at(30), revokedBy: 'admin' });
+        await store.createMandate(admin);
+        await store.createMandate(revoked);
+        assert.deepEqual(await store.getMandate(admin.id), admin);
+        assert.deepEqual(await store.getMandate(revoked.id), revoked);
+      });
+
+      it('returns null for an unknown id', async () => {
+        assert.equal(await store.getMandate(`missing-${randomUUID()}`), null);
+      });
+
+      it('rejects a duplicate id with ERR_CONFLICT and keeps the first', async () => {
+        const m = mandate();
+        await store.createMandate(m);
+        await assert.rejects(store.createMandate({ ...m, scopes: ['everything'] }), code('ERR_CONFLICT'));
+        assert.deepEqual(await store.getMandate(m.id), m);
+      });
+
+      it('rejects a negative maxDepth, an invalid Date or constraints JSON cannot hold with ERR_INTERNAL', async () => {
+        await assert.rejects(store.createMandate(mandate({ maxDepth: -1 })), code('ERR_INTERNAL'));
+        await assert.rejects(store.createMandate(mandate({ expiresAt: new Date(Number.NaN) })), code('ERR_INTERNAL'));
+        const bad = mandate({ constraints: undefined as unknown as Record<string, unknown> });
+        await assert.rejects(store.createMandate(bad), code('ERR_INTERNAL'));
+        assert.equal(await store.getMandate(bad.id), null);
+      });
+
+      it('lists newest first, ties broken by id (descending)', async () => {
+        const issuer = issuerUrl();
+        const principal = { issuer, subject: 'alice', name: 'Alice' };
+        const ms = [
+          mandate({ id: `${issuer}-a`, principal, createdAt: at(1) }),
+          mandate({ id: `${issuer}-b`, principal, createdAt: at(3) }),
+          mandate({ id: `${issuer}-c`, principal, createdAt: at(3) }),
+          mandate({ id: `${issuer}-d`, principal, createdAt: at(2) }),
+        ];
+        for (const m of ms) await store.createMandate(m);
+        const listed = await store.listMandates({ principalIssuer: issuer });
+        assert.deepEqual(listed.map((m) => m.id), [`${issuer}-c`, `${issuer}-b`, `${issuer}-d`, `${issuer}-a`]);
+        assert.deepEqual(listed[3], ms[0]);
+        const all = await store.listMandates({});
+        const mine = all.filter((m) => m.principal.issuer === issuer).map((m) => m.id);
+        assert.deepEqual(mine, listed.map((m) => m.id));
+        for (let i = 1; i < all.length; i++) {
+          assert.ok((all[i - 1]?.createdAt.getTime() ?? 0) >= (all[i]?.createdAt.getTime() ?? 0), 'newest first');
+        }
+      });
+
+      it('filters by principal issuer and subject, each on its own or together', async () => {
+        const issuer = issuerUrl();
+        const other = issuerUrl();
+        const alice = mandate({ principal: { issuer, subject: 'alice', name: 'Alice' }, createdAt: at(3) });
+        const bob = mandate({ principal: { issuer, subject: 'bob', name: 'Bob' }, createdAt: at(2) });
+        const aliceElsewhere = mandate({ principal: { issuer: other, subject: 'alice', name: 'Alice' }, createdAt: at(1) });
+        for (const m of [alice, bob, aliceElsewhere]) await store.createMandate(m);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer }), [alice, bob]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, principalSubject: 'alice' }), [alice]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: other, principalSubject: 'bob' }), []);
+        const bySubject = (await store.listMandates({ principalSubject: 'alice' })).filter((m) =>
+          [issuer, other].includes(m.principal.issuer),
+        );
+        assert.deepEqual(bySubject, [alice, aliceElsewhere]);
+      });
+
+      it('filters by the stored agent exactly, a pattern being just its own text', async () => {
+        const base = `spiffe://example.org/agent/${hex(6)}`;
+        const pattern = mandate({ agent: `${base}/*`, createdAt: at(2) });
+        const exact = mandate({ agent: `${base}/triage`, createdAt: at(1) });
+        await store.createMandate(pattern);
+        await store.createMandate(exact);
+        assert.deepEqual(await store.listMandates({ agent: `${base}/*` }), [pattern]);
+        assert.deepEqual(await store.listMandates({ agent: `${base}/triage` }), [exact]);
+        assert.deepEqual(await store.listMandates({ agent: base }), []);
+      });
+
+      it('filters by status and by liveAt (expiring strictly after it)', async () => {
+        const issuer = issuerUrl();
+        const principal = { issuer, subject: 'alice', name: 'Alice' };
+        const live = mandate({ principal, createdAt: at(3), expiresAt: at(1000) });
+        const endsAtCutoff = mandate({ principal, createdAt: at(2), expiresAt: at(500) });
+        const revoked = mandate({ principal, createdAt: at(1), expiresAt: at(1000), status: 'revoked', revokedAt: at(5), revokedBy: 'alice' });
+        for (const m of [live, endsAtCutoff, revoked]) await store.createMandate(m);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, status: 'active' }), [live, endsAtCutoff]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, status: 'revoked' }), [revoked]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: at(500) }), [live, revoked]);
+        const justBefore = new Date(at(500).getTime() - 1);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: justBefore }), [live, endsAtCutoff, revoked]);
+        assert.deepEqual(
+          await store.listMandates({ principalIssuer: issuer, principalSubject: 'alice', status: 'active', liveAt: at(500) }),
+          [live],
+        );
+      });
+
+      it('applies the limit after ordering; 0 gives none; a negative or fractional limit is ERR_INTERNAL', async () => {
+        const issuer = issuerUrl();
+        const principal = { issuer, subject: 'alice', name: 'Alice' };
+        const ms = [1, 2, 3, 4].map((n) => mandate({ principal, createdAt: at(n) }));
+        for (const m of ms) await store.createMandate(m);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, limit: 2 }), [ms[3], ms[2]]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, limit: 10 }), [...ms].reverse());
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, limit: 0 }), []);
+        for (const limit of [-1, 1.5, Number.NaN]) {
+          await assert.rejects(store.listMandates({ principalIssuer: issuer, limit }), code('ERR_INTERNAL'), `limit ${limit}`);
+        }
+      });
+    });
+
+    describe('mandate revocation and the revocation list', () => {
+      it('revokes an active mandate and appends one mandate entry with its expiry', async () => {
+        const m = mandate({ expiresAt: at(7200) });
+        await store.createMandate(m);
+        const mark = await newestSeq(store);
+        const revoked = { ...m, status: 'revoked' as const, revokedAt: at(60), revokedBy: 'admin' };
+        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(60)), revoked);
+        assert.deepEqual(await store.getMandate(m.id), revoked);
+        const entries = await store.listRevocations(mark, 100);
+        assert.equal(entries.length, 1);
+        assert.deepEqual(entries[0], { seq: entries[0]?.seq, kind: 'mandate', id: m.id, expiresAt: at(7200), revokedAt: at(60) });
+        assert.ok((entries[0]?.seq ?? 0) > mark);
+      });
+
+      it('returns an already revoked mandate unchanged, without a second entry', async () => {
+        const m = mandate();
+        await store.createMandate(m);
+        const first = await store.revokeMandate(m.id, m.principal.subject, at(60));
+        const mark = await newestSeq(store);
+        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(120)), first);
+        assert.deepEqual(await store.getMandate(m.id), first);
+        assert.deepEqual(await store.listRevocations(mark, 100), []);
+        assert.equal((await allRevocations(store)).filter((r) => r.id === m.id).length, 1);
+      });
+
+      it('leaves a mandate created revoked as it is, and lists nothing for it', async () => {
+        const m = mandate({ status: 'revoked', revokedAt: at(5), revokedBy: 'admin' });
+        await store.createMandate(m);
+        const mark = await newestSeq(store);
+        assert.deepEqual(await store.revokeMandate(m.id, 'someone', at(9)), m);
+        assert.deepEqual(await store.listRevocations(mark, 100), []);
+      });
+
+      it('returns null for an unknown mandate and appends nothing', async () => {
+        const mark = await newestSeq(store);
+        assert.equal(await store.revokeMandate(`missing-${randomUUID()}`, 'admin', at(1)), null);
+        assert.deepEqual(await store.listRevocations(mark, 100), []);
+      });
+
+      it('revokes once when 20 callers on two connections revoke together', async () => {
+        const m = mandate();
+        await store.createMandate(m);
+        const mark = await newestSeq(store);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).revokeMandate(m.id, `by-${i}`, at(100 + i))),
+        );
+        const final = await store.getMandate(m.id);
+        assert.equal(final?.status, 'revoked');
+        for (const r of results) assert.deepEqual(r, final);
+        const entries = await store.listRevocations(mark, 100);
+        assert.deepEqual(entries.map((e) => [e.kind, e.id, e.revokedAt]), [['mandate', m.id, final?.revokedAt]]);
+      });
+
+      it('revokes a token once per jti: a repeat returns the same seq and changes nothing', async () => {
+        const jti = randomUUID();
+        const seq = await store.revokeToken(jti, at(300), at(10));
+        assert.ok(Number.isSafeInteger(seq) && seq > 0, `seq ${seq}`);
+        assert.equal(await store.revokeToken(jti, at(900), at(20)), seq);
+        assert.deepEqual(await store.listRevocations(seq - 1, 1), [
+          { seq, kind: 'token', id: jti, expiresAt: at(300), revokedAt: at(10) },
+        ]);
+        assert.deepEqual(await store.listRevocations(seq, 100), []);
+      });
+
+      it('keeps mandate and token entries apart even when the id is the same', async () => {
+        const m = mandate();
+        await store.createMandate(m);
+        const tokenSeq = await store.revokeToken(m.id, at(300), at(1));
+        await store.revokeMandate(m.id, 'admin', at(2));
+        const entries = await store.listRevocations(tokenSeq - 1, 100);
+        assert.deepEqual(entries.map((e) => [e.kind, e.id]), [['token', m.id], ['mandate', m.id]]);
+      });
+
+      it('gives 10 concurrent revocations of one jti one seq and one entry', async () => {
+        const jti = randomUUID();
+        const mark = await newestSeq(store);
+        const seqs = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : second).revokeToken(jti, at(300), at(i))),
+        );
+        assert.equal(new Set(seqs).size, 1);
+        assert.deepEqual((await store.listRevocations(mark, 100)).map((e) => [e.seq, e.id]), [[seqs[0], jti]]);
+      });
+
+      it('hands out growing seqs across mandates and tokens, listed oldest first', async () => {
+        const mark = await newestSeq(store);
+        const m1 = mandate();
+        const m2 = mandate();
+        await store.createMandate(m1);
+        await store.createMandate(m2);
+        const t1 = randomUUID();
+        const t2 = randomUUID();
+        const s1 = await store.revokeToken(t1, at(300), at(1));
+        await store.revokeMandate(m1.id, 'admin', at(2));
+        const s3 = await store.revokeToken(t2, at(300), at(3));
+        await store.revokeMandate(m2.id, 'admin', at(4));
+        const entries = await store.listRevocations(mark, 100);
+        assert.deepEqual(entries.map((e) => [e.kind, e.id]), [['token', t1], ['mandate', m1.id], ['token', t2], ['mandate', m2.id]]);
+        const seqs = entries.map((e) => e.seq);
+        assert.deepEqual([...seqs].sort((a, b) => a - b), seqs);
+        assert.equal(new Set(seqs).size, 4);
+        assert.equal(seqs[0], s1);
+        assert.equal(seqs[2], s3);
+        assert.ok((seqs[0] ?? 0) > mark);
+      });
+
+      it('pages through the list with afterSeq and limit, without gaps or repeats', async () => {
+        const mark = await newestSeq(store);
+        const jtis = Array.from({ length: 7 }, () => randomUUID());
+        for (const [i, jti] of jtis.entries()) await store.revokeToken(jti, at(300), at(i));
+        const seen: string[] = [];
+        let after = mark;
+        for (;;) {
+          const page = await store.listRevocations(after, 3);
+          assert.ok(page.length <= 3);
+          if (page.length === 0) break;
+          seen.push(...page.map((e) => e.id));
+          after = page.at(-1)?.seq ?? after;
+        }
+        assert.deepEqual(seen, jtis);
+        assert.deepEqual(await store.listRevocations(mark, 0), []);
+      });
+
+      it('lets readers that follow the seq miss no revocation committed concurrently', async () => {
+        const mark = await newestSeq(store);
+        const jtis = Array.from({ length: 150 }, () => randomUUID());
+        // Each reader acts as a verifier: it asks only for what came after the last seq it saw.
+        const readers = Array.from({ length: 4 }, (_, i) => ({ from: i % 2 === 0 ? store : second, after: mark, seen: new Set<string>() }));
+        const follow = async (r: (typeof readers)[number]): Promise<void> => {
+          for (const e of await r.from.listRevocations(r.after, 1000)) {
+            r.seen.add(e.id);
+            r.after = e.seq;
+          }
+        };
+        let writing = true;
+        const reading = readers.map(async (r) => {
+          while (writing) {
+            await follow(r);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        });
+        try {
+          await Promise.all(jtis.map((jti, i) => (i % 2 === 0 ? store : second).revokeToken(jti, at(300), at(i))));
+        } finally {
+          writing = false;
+          await Promise.all(reading);
+        }
+        for (const [i, r] of readers.entries()) {
+          await follow(r);
+          assert.deepEqual(jtis.filter((j) => !r.seen.has(j)), [], `reader ${i} missed revocations`);
+        }
+      });
+
+      it('prunes entries that expired before the given time and never reuses a pruned seq', async () => {
+        const old = (ms: number) => new Date(Date.UTC(1990, 0, 1) + ms);
+        const gone1 = randomUUID();
+        const gone2 = randomUUID();
+        const kept = randomUUID();
+        const m = mandate({ expiresAt: old(-5) });
+        await store.createMandate(m);
+        await store.revokeToken(kept, old(0), at(1));
+        await store.revokeMandate(m.id, 'admin', at(2));
+        await store.revokeToken(gone1, old(-1), at(3));
+        const newest = await store.revokeToken(gone2, old(-1000), at(4));
+        assert.equal(await store.pruneRevocations(old(0)), 3);
+        const ids = (await allRevocations(store)).map((e) => e.id);
+        assert.ok(ids.includes(kept));
+        for (const id of [gone1, gone2, m.id]) assert.ok(!ids.includes(id), `${id} pruned`);
+        assert.equal(await store.pruneRevocations(old(0)), 0);
+        // The pruned entry had the highest seq; a new one must still come after it.
+        assert.ok((await store.revokeToken(randomUUID(), at(300), at(5))) > newest);
+        // A pruned jti revoked again gets a new entry.
+        assert.ok((await store.revokeToken(gone2, at(300), at(6))) > newest);
+        assert.equal(await store.pruneRevocations(old(1)), 1);
+      });
+
+      it('rejects a negative or fractional afterSeq or limit with ERR_INTERNAL', async () => {
+        for (const [after, limit] of [[-1, 10], [0, -1], [0.5, 10], [0, 2.5], [Number.NaN, 1]] as const) {
+          await assert.rejects(store.listRevocations(after, limit), code('ERR_INTERNAL'), `${after}, ${limit}`);
+        }
+      });
+    });
+
+    describe('OAuth clients', () => {
+      it('round-trips a confidential client with nested metadata', async () => {
+        const client = oauthClient({
+          metadata: {
+            client_name: 'Triage Bot «beta»',
+            redirect_uris: ['https://app.example/cb', 'http://127.0.0.1:8400/cb'],
+            grant_types: ['authorization_code', 'refresh_token'],
+            token_endpoint_auth_method: 'client_secret_basic',
+            jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83O', y: 'x_FE', use: 'sig' }] },
+            default_max_age: 3600,
+            require_auth_time: false,
+            software_statement: null,
+          },
+          secretHash: hex(32),
+        });
+        await store.createOAuthClient(client);
+        const got = await store.getOAuthClient(client.clientId);
+        assert.deepEqual(got, client);
+        assert.ok(got?.createdAt instanceof Date);
+      });
+
+      it('round-trips a public client without secret', async () => {
+        const client = oauthClient({ secretHash: null, metadata: { token_endpoint_auth_method: 'none' } });
+        await store.createOAuthClient(client);
+        assert.deepEqual(await store.getOAuthClient(client.clientId), client);
+      });
+
+      it('returns null for an unknown client; rejects a duplicate id with ERR_CONFLICT', async () => {
+        assert.equal(await store.getOAuthClient(`missing-${randomUUID()}`), null);
+        const client = oauthClient();
+        await store.createOAuthClient(client);
+        await assert.rejects(store.createOAuthClient({ ...client, metadata: { client_name: 'impostor' } }), code('ERR_CONFLICT'));
+        assert.deepEqual(await store.getOAuthClient(client.clientId), client);
+      });
+
+      it('deletes a client once: true, then false', async () => {
+        const client = oauthClient();
+        await store.createOAuthClient(client);
+        assert.equal(await store.deleteOAuthClient(client.clientId), true);
+        assert.equal(await store.getOAuthClient(client.clientId), null);
+        assert.equal(await store.deleteOAuthClient(client.clientId), false);
+      });
+    });
+
+    describe('ephemeral records', () => {
+      it('round-trips JSON values of every shape', async () => {
+        const kind = `kind-${hex(4)}`;
+        const values: unknown[] = [
+          { clientId: 'cli', scopes: ['a', 'b'], pkce: { method: 'S256', challenge: hex(16) }, n: 1.5, ok: true, none: null },
+          ['x', 1, [2, [3]], {}],
+          'plain string with "quotes"',
+          42,
+          -0.125,
+          true,
+          false,
+          null,
+          {},
+          [],
+        ];
+        for (const [i, value] of values.entries()) {
+          await store.putEphemeral({ kind, key: `k${i}`, value, expiresAt: at(600) });
+        }
+        for (const [i, value] of values.entries()) {
+          const got = await store.getEphemeral(kind, `k${i}`, at(0));
+          assert.deepEqual(got, { kind, key: `k${i}`, value, expiresAt: at(600), usedAt: null }, `value ${i}`);
+        }
+      });
+
+      it('hides a record from the instant it expires', async () => {
+        const r = ephemeral({ expiresAt: at(600) });
+        await store.putEphemeral(r);
+        const justBefore = new Date(at(600).getTime() - 1);
+        assert.deepEqual(await store.getEphemeral(r.kind, r.key, justBefore), { ...r, usedAt: null });
+        assert.equal(await store.getEphemeral(r.kind, r.key, at(600)), null);
+        assert.equal(await store.getEphemeral(r.kind, r.key, at(601)), null);
+      });
+
+      it('returns null for an unknown record, and keeps kinds apart', async () => {
+        const r = ephemeral();
+        await store.putEphemeral(r);
+        assert.equal(await store.getEphemeral(`other-${hex(4)}`, r.key, at(0)), null);
+        assert.equal(await store.getEphemeral(r.kind, `missing-${hex(8)}`, at(0)), null);
+        const sibling = { ...r, kind: `${r.kind}-2`, value: 'sibling' };
+        await store.putEphemeral(sibling);
+        assert.equal((await store.consumeEphemeral(sibling.kind, sibling.key, at(1)))?.consumed, true);
+        assert.deepEqual(await store.getEphemeral(r.kind, r.key, at(2)), { ...r, usedAt: null });
+        assert.deepEqual(await store.getEphemeral(sibling.kind, sibling.key, at(2)), { ...sibling, usedAt: at(1) });
+      });
+
+      it('replaces on a second put: new value and expiry, and unused again', async () => {
+        const r = ephemeral();
+        await store.putEphemeral(r);
+        await store.consumeEphemeral(r.kind, r.key, at(5));
+        const replaced = { ...r, value: { step: 2 }, expiresAt: at(1200) };
+        await store.putEphemeral(replaced);
+        assert.deepEqual(await store.getEphemeral(r.kind, r.key, at(700)), { ...replaced, usedAt: null });
+        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(701)), {
+          record: { ...replaced, usedAt: at(701) },
+          consumed: true,
+        });
+      });
+
+      it('consumes once; a reuse comes back unconsumed with the first usedAt', async () => {
+        const r = ephemeral();
+        await store.putEphemeral(r);
+        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(10)), { record: { ...r, usedAt: at(10) }, consumed: true });
+        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(20)), { record: { ...r, usedAt: at(10) }, consumed: false });
+        assert.deepEqual(await store.getEphemeral(r.kind, r.key, at(30)), { ...r, usedAt: at(10) });
+      });
+
+      it('returns null when consuming an unknown or expired record, used or not', async () => {
+        assert.equal(await store.consumeEphemeral(`kind-${hex(4)}`, hex(16), at(0)), null);
+        const unused = ephemeral({ expiresAt: at(100) });
+        const used = ephemeral({ expiresAt: at(100) });
+        await store.putEphemeral(unused);
+        await store.putEphemeral(used);
+        await store.consumeEphemeral(used.kind, used.key, at(50));
+        assert.equal(await store.consumeEphemeral(unused.kind, unused.key, at(100)), null);
+        assert.equal(await store.consumeEphemeral(used.kind, used.key, at(100)), null);
+        // Expiry did not mark it used: it is still hidden, not consumed.
+        assert.deepEqual(await store.getEphemeral(unused.kind, unused.key, at(99)), { ...unused, usedAt: null });
+      });
+
+      it('lets exactly one of 20 concurrent consumers on two connections have it', async () => {
+        const r = ephemeral();
+        await store.putEphemeral(r);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).consumeEphemeral(r.kind, r.key, at(100 + i))),
+        );
+        const winners = results.filter((x) => x?.consumed === true);
+        assert.equal(winners.length, 1);
+        const usedAt = winners[0]?.record.usedAt;
+        assert.ok(usedAt instanceof Date);
+        for (const x of results) assert.deepEqual(x?.record, { ...r, usedAt });
+      });
+
+      it('deletes a record once: true, then false', async () => {
+        const r = ephemeral();
+        await store.putEphemeral(r);
+        assert.equal(await store.deleteEphemeral(r.kind, r.key), true);
+        assert.equal(await store.getEphemeral(r.kind, r.key, at(0)), null);
+        assert.equal(await store.deleteEphemeral(r.kind, r.key), false);
+      });
+
+      it('prunes the records that expired before the given time, used or not', async () => {
+        const old = (ms: number) => new Date(Date.UTC(1991, 0, 1) + ms);
+        const a = ephemeral({ expiresAt: old(-1) });
+        const b = ephemeral({ expiresAt: old(-60_000) });
+        const atCutoff = ephemeral({ expiresAt: old(0) });
+        for (const r of [a, b, atCutoff]) await store.putEphemeral(r);
+        await store.consumeEphemeral(b.kind, b.key, old(-70_000));
+        assert.equal(await store.pruneEphemeral(old(0)), 2);
+        assert.equal(await store.pruneEphemeral(old(0)), 0);
+        assert.equal(await store.deleteEphemeral(a.kind, a.key), false);
+        assert.equal(await store.deleteEphemeral(b.kind, b.key), false);
+        assert.deepEqual(await store.getEphemeral(atCutoff.kind, atCutoff.key, old(-1)), { ...atCutoff, usedAt: null });
+        assert.equal(await store.pruneEphemeral(old(1)), 1);
+      });
+
+      it('rejects a value JSON cannot represent with ERR_INTERNAL', async () => {
+        for (const value of [undefined, () => 1, Symbol('s')]) {
+          const r = ephemeral({ value });
+          await assert.rejects(store.putEphemeral(r), code('ERR_INTERNAL'));
+          assert.equal(await store.getEphemeral(r.kind, r.key, at(0)), null);
+        }
+      });
+    });
+
+    describe('refresh tokens', () => {
+      it('consumes a token once with every field intact, then reports the reuse', async () => {
+        const t = refreshToken({ dpopJkt: hex(32), scopes: ['issues:read', 'offline_access'], resources: ['https://tools.example/mcp'] });
+        await store.createRefreshToken(t);
+        const first = await store.consumeRefreshToken(t.tokenHash, at(100));
+        assert.deepEqual(first, { token: { ...t, usedAt: at(100) }, consumed: true });
+        assert.ok(first?.token.createdAt instanceof Date && first.token.expiresAt instanceof Date);
+        assert.deepEqual(await store.consumeRefreshToken(t.tokenHash, at(200)), {
+          token: { ...t, usedAt: at(100) },
+          consumed: false,
+        });
+      });
+
+      it('round-trips a token without DPoP binding, and one created already used', async () => {
+        const unbound = refreshToken({ dpopJkt: null, scopes: [], resources: [] });
+        const spent = refreshToken({ usedAt: at(3) });
+        await store.createRefreshToken(unbound);
+        await store.createRefreshToken(spent);
+        assert.deepEqual(await store.consumeRefreshToken(unbound.tokenHash, at(4)), {
+          token: { ...unbound, usedAt: at(4) },
+          consumed: true,
+        });
+        assert.deepEqual(await store.consumeRefreshToken(spent.tokenHash, at(4)), { token: spent, consumed: false });
+      });
+
+      it('returns null for an unknown token and for an expired one, used or not', async () => {
+        assert.equal(await store.consumeRefreshToken(hex(32), at(0)), null);
+        const unused = refreshToken({ expiresAt: at(100) });
+        const used = refreshToken({ expiresAt: at(100) });
+        await store.createRefreshToken(unused);
+        await store.createRefreshToken(used);
+        await store.consumeRefreshToken(used.tokenHash, at(50));
+        assert.equal(await store.consumeRefreshToken(unused.tokenHash, at(100)), null);
+        assert.equal(await store.consumeRefreshToken(used.tokenHash, at(100)), null);
+        const justBefore = new Date(at(100).getTime() - 1);
+        assert.deepEqual(await store.consumeRefreshToken(unused.tokenHash, justBefore), {
+          token: { ...unused, usedAt: justBefore },
+          consumed: true,
+        });
+      });
+
+      it('lets exactly one of 20 concurrent consumers on two connections have it', async () => {
+        const t = refreshToken();
+        await store.createRefreshToken(t);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).consumeRefreshToken(t.tokenHash, at(100 + i))),
+        );
+        const winners = results.filter((x) => x?.consumed === true);
+        assert.equal(winners.length, 1);
+        const usedAt = winners[0]?.token.usedAt;
+        assert.ok(usedAt instanceof Date);
+        for (const x of results) assert.deepEqual(x?.token, { ...t, usedAt });
+      });
+
+      it('rejects a duplicate hash with ERR_CONFLICT', async () => {
+        const t = refreshToken();
+        await store.createRefreshToken(t);
+        await assert.rejects(store.createRefreshToken({ ...t, familyId: randomUUID() }), code('ERR_CONFLICT'));
+        assert.deepEqual((await store.consumeRefreshToken(t.tokenHash, at(1)))?.token.familyId, t.familyId);
+      });
+
+      it('revokes a whole family and nothing else', async () => {
+        const familyId = randomUUID();
+        const family = [1, 2, 3].map((n) => refreshToken({ familyId, createdAt: at(n) }));
+        const other = refreshToken();
+        for (const t of [...family, other]) await store.createRefreshToken(t);
+        await store.consumeRefreshToken(family[0]?.tokenHash ?? '', at(5));
+        assert.equal(await store.revokeRefreshFamily(familyId), 3);
+        for (const t of family) assert.equal(await store.consumeRefreshToken(t.tokenHash, at(6)), null);
+        assert.equal((await store.consumeRefreshToken(other.tokenHash, at(6)))?.consumed, true);
+        assert.equal(await store.revokeRefreshFamily(familyId), 0);
+        assert.equal(await store.revokeRefreshFamily(randomUUID()), 0);
+      });
+    });
+
+    describe('JSON values', () => {
+      it('round-trip every string JSON can carry (NUL, unpaired surrogates, astral characters)', async () => {
+        const strings = ['nul \u0000 inside', '\ud800', 'low \udfff alone', '😀 𝄞', 'tab\tnewline\n', '</script>'];
+        const m = mandate({ constraints: { strings, nested: { [strings[0] ?? '']: strings } }, scopes: strings });
+        await store.createMandate(m);
+        assert.deepEqual(await store.getMandate(m.id), m);
+        const client = oauthClient({ metadata: { client_name: strings[0], contacts: strings } });
+        await store.createOAuthClient(client);
+        assert.deepEqual(await store.getOAuthClient(client.clientId), client);
+        const r = ephemeral({ value: { strings } });
+        await store.putEphemeral(r);
+        assert.deepEqual(await store.getEphemeral(r.kind, r.key, at(0)), { ...r, usedAt: null });
+        const t = refreshToken({ scopes: strings, resources: strings });
+        await store.createRefreshToken(t);
+        assert.deepEqual((await store.consumeRefreshToken(t.tokenHash, at(1)))?.token, { ...t, usedAt: at(1) });
+      });
+    });
+
     describe('persistence and migrations', () => {
       it('opens again on the same database at the same schema version, seeing existing data', async () => {
         const entry = registrationEntry();
@@ -323,6 +1033,69 @@ export function storeSuite<S extends Store>(
         await closed.close();
         await assert.rejects(closed.getEntry('x'), code('ERR_STORE'));
       });
+    });
+  });
+}
+
+/** A database at schema version 1 holding the given signing keys, and how to open a store on it. */
+export interface Version1Database<S extends Store> {
+  /** Opens the store, which runs the pending migrations; called twice. */
+  open: () => Promise<S>;
+  /** Runs once at the end, with a store still open (the suite closes it afterwards). */
+  cleanup?: (s: S) => Promise<void>;
+}
+
+/**
+ * Upgrading from schema version 1: data written by a build that knew only version 1 must come
+ * through the later migrations intact. `createVersion1` makes a fresh database with only migration
+ * 1 applied and writes `keys` into it with that version's SQL.
+ *
+ * @example
+ *   storeUpgradeSuite('sqlite store', async (keys) => ({ open: () => openSqliteStore({ path }) }));
+ */
+export function storeUpgradeSuite<S extends Store>(
+  name: string,
+  createVersion1: (keys: SigningKeyRecord[]) => Promise<Version1Database<S>>,
+): void {
+  describe(name, () => {
+    it('keeps every signing key written at version 1, with its constraints, and accepts oauth keys', async () => {
+      const keys = [
+        signingKey({ kind: 'x509-ca', state: 'retired', createdAt: at(1), publishUntil: at(99) }),
+        signingKey({ kind: 'x509-ca', state: 'active', createdAt: at(2) }),
+        signingKey({ kind: 'jwt', state: 'prepared', trustAnchors: '', publicData: '{"kty":"EC","kid":"j1"}', createdAt: at(3) }),
+      ];
+      const db = await createVersion1(keys);
+      const store = await db.open();
+      try {
+        assert.ok((await store.schemaVersion()) >= 2);
+        assert.deepEqual(await store.listSigningKeys('x509-ca'), [keys[0], keys[1]]);
+        assert.deepEqual(await store.listSigningKeys('jwt'), [keys[2]]);
+        assert.deepEqual(await store.listSigningKeys('oauth'), []);
+
+        const oauth = signingKey({ kind: 'oauth', trustAnchors: '', publicData: '{"kty":"EC","kid":"o1"}', createdAt: at(4) });
+        await store.putSigningKey(oauth);
+        assert.deepEqual(await store.listSigningKeys('oauth'), [oauth]);
+        // The primary key and the CHECK constraints came through the upgrade.
+        await assert.rejects(store.putSigningKey({ ...oauth, kind: 'jwt' }), code('ERR_CONFLICT'));
+        await assert.rejects(store.putSigningKey(signingKey({ kind: 'ssh' as SigningKeyRecord['kind'] })), code('ERR_STORE'));
+        await assert.rejects(store.putSigningKey(signingKey({ state: 'lost' as SigningKeyRecord['state'] })), code('ERR_STORE'));
+        await store.updateSigningKeyState(keys[1]?.id ?? '', 'retired', at(50));
+
+        const again = await db.open();
+        try {
+          assert.equal(await again.schemaVersion(), await store.schemaVersion());
+          assert.deepEqual(await again.listSigningKeys('x509-ca'), [keys[0], { ...keys[1], state: 'retired', publishUntil: at(50) }]);
+          assert.deepEqual(await again.listSigningKeys('oauth'), [oauth]);
+        } finally {
+          await again.close();
+        }
+      } finally {
+        try {
+          await db.cleanup?.(store);
+        } finally {
+          await store.close();
+        }
+      }
     });
   });
 }
@@ -407,6 +1180,96 @@ function federatedBundle(over: Partial<FederatedBundleRecord> = {}): FederatedBu
     bundle: '{"keys":[],"spiffe_sequence":1}',
     source: 'file:/etc/mandate/partner-bundle.json',
     refreshedAt: at(0),
+    ...over,
+  };
+}
+
+/** A fresh identity provider issuer, so a case's mandates can be listed apart from the rest. */
+function issuerUrl(): string {
+  return `https://idp-${hex(6)}.example`;
+}
+
+/** Every revocation entry, oldest first, fetched in pages as a verifier would. */
+async function allRevocations(store: Store): Promise<RevocationRecord[]> {
+  const all: RevocationRecord[] = [];
+  for (;;) {
+    const page = await store.listRevocations(all.at(-1)?.seq ?? 0, 500);
+    if (page.length === 0) return all;
+    all.push(...page);
+  }
+}
+
+/** The highest seq in the list now (0 when empty): what a verifier that is up to date has seen. */
+async function newestSeq(store: Store): Promise<number> {
+  return (await allRevocations(store)).at(-1)?.seq ?? 0;
+}
+
+function user(over: Partial<UserRecord> = {}): UserRecord {
+  return {
+    id: randomUUID(),
+    username: `user-${hex(6)}`,
+    displayName: 'Alice Example',
+    passwordHash: `$scrypt$ln=15,r=8,p=1$${hex(16)}$${hex(32)}`,
+    failedLogins: 0,
+    lockedUntil: null,
+    disabled: false,
+    createdAt: at(0),
+    ...over,
+  };
+}
+
+function mandate(over: Partial<MandateRecord> = {}): MandateRecord {
+  return {
+    id: randomUUID(),
+    principal: { issuer: 'https://mandate.example', subject: randomUUID(), name: 'Alice Example' },
+    agent: `spiffe://example.org/agent/${hex(6)}`,
+    scopes: ['issues:read'],
+    resources: ['https://tools.example/mcp'],
+    constraints: { repository: 'acme/api' },
+    maxDepth: 0,
+    origin: 'consent',
+    clientId: 'mandate-cli',
+    createdAt: at(0),
+    expiresAt: at(28_800),
+    status: 'active',
+    revokedAt: null,
+    revokedBy: null,
+    ...over,
+  };
+}
+
+function oauthClient(over: Partial<OAuthClientRecord> = {}): OAuthClientRecord {
+  return {
+    clientId: `dyn-${randomUUID()}`,
+    metadata: { client_name: 'Agent console', redirect_uris: ['https://app.example/cb'] },
+    secretHash: null,
+    createdAt: at(0),
+    ...over,
+  };
+}
+
+function ephemeral(over: Partial<Omit<EphemeralRecord, 'usedAt'>> = {}): Omit<EphemeralRecord, 'usedAt'> {
+  return {
+    kind: `code-${hex(4)}`,
+    key: hex(32),
+    value: { clientId: 'mandate-cli', codeChallenge: hex(16) },
+    expiresAt: at(600),
+    ...over,
+  };
+}
+
+function refreshToken(over: Partial<RefreshTokenRecord> = {}): RefreshTokenRecord {
+  return {
+    tokenHash: hex(32),
+    familyId: randomUUID(),
+    clientId: 'mandate-cli',
+    principal: { issuer: 'https://mandate.example', subject: randomUUID(), name: 'Alice Example' },
+    scopes: ['issues:read'],
+    resources: ['https://tools.example/mcp'],
+    dpopJkt: null,
+    expiresAt: at(86_400),
+    createdAt: at(0),
+    usedAt: null,
     ...over,
   };
 }

@@ -11,14 +11,15 @@
 export interface SigningKeyRecord {
   /** Stable id: for JWT keys this is the JWK `kid`; for CAs a random id. */
   id: string;
-  kind: 'x509-ca' | 'jwt';
+  /** x509-ca and jwt: the identity authority's keys. oauth: the delegation authority's token-signing keys. */
+  kind: 'x509-ca' | 'jwt' | 'oauth';
   /**
    * prepared: published in the bundle, not yet used to sign.
    * active: signs new SVIDs (at most one per kind).
    * retired: no longer signs, still published until `publishUntil`.
    */
   state: 'prepared' | 'active' | 'retired';
-  /** x509-ca: PEM chain, CA certificate first (then its issuers, if imported). jwt: public JWK as JSON. */
+  /** x509-ca: PEM chain, CA certificate first (then its issuers, if imported). jwt, oauth: public JWK as JSON. */
   publicData: string;
   /** Encrypted private key envelope (opaque to the store). */
   privateKeyEnc: string;
@@ -72,6 +73,121 @@ export interface FederatedBundleRecord {
   refreshedAt: Date;
 }
 
+/** A person in the built-in directory. Their principal is (this deployment's issuer, `id`). */
+export interface UserRecord {
+  /** Stable, opaque; becomes the principal's `sub`. */
+  id: string;
+  /** Unique sign-in name, stored lower-case. */
+  username: string;
+  displayName: string;
+  /** Self-describing password hash (`$scrypt$...`); never the password. */
+  passwordHash: string;
+  /** Consecutive failed sign-ins since the last success. */
+  failedLogins: number;
+  /** Sign-in is refused until this time (lockout after repeated failures). */
+  lockedUntil: Date | null;
+  disabled: boolean;
+  createdAt: Date;
+}
+
+/** Who a mandate is for: an identity provider's issuer and its subject. */
+export interface PrincipalRef {
+  issuer: string;
+  subject: string;
+  /** Display name at the time of the grant (for pages and audit; never used to authorize). */
+  name: string;
+}
+
+/** A principal's standing grant to an agent. */
+export interface MandateRecord {
+  id: string;
+  principal: PrincipalRef;
+  /** The agent's SPIFFE ID, or a pattern ending in `/*` that matches every ID below that path. */
+  agent: string;
+  scopes: string[];
+  /** Resource indicators (RFC 8707): the tool servers the agent may reach under this mandate. */
+  resources: string[];
+  /** Free-form conditions handed to policy (e.g. `{ "repository": "acme/api" }`). */
+  constraints: Record<string, unknown>;
+  /** How many further delegation hops (sub-agents) are allowed below the agent: 0 = none. */
+  maxDepth: number;
+  origin: 'consent' | 'admin';
+  /** The OAuth client through which consent was given (consent origin only). */
+  clientId: string | null;
+  createdAt: Date;
+  expiresAt: Date;
+  status: 'active' | 'revoked';
+  revokedAt: Date | null;
+  /** `admin` or the principal's subject. */
+  revokedBy: string | null;
+}
+
+/** Query over mandates; every field that is set must match. Newest first. */
+export interface MandateFilter {
+  principalIssuer?: string;
+  principalSubject?: string;
+  /** Exact match on the stored agent (ID or pattern). */
+  agent?: string;
+  status?: 'active' | 'revoked';
+  /** Only mandates with `expiresAt` after this time. */
+  liveAt?: Date;
+  limit?: number;
+}
+
+/**
+ * One entry of the revocation list that verifiers follow. `seq` grows with every revocation, so a
+ * verifier that has seen up to `seq` asks only for what came after (the revocation epoch).
+ */
+export interface RevocationRecord {
+  seq: number;
+  /** mandate: every token minted from it is dead. token: one access token by `jti`. */
+  kind: 'mandate' | 'token';
+  id: string;
+  /** After this time the entry is moot (the mandate or token has expired anyway) and may be pruned. */
+  expiresAt: Date;
+  revokedAt: Date;
+}
+
+/** A client registered dynamically (RFC 7591). Clients from the configuration are not stored. */
+export interface OAuthClientRecord {
+  clientId: string;
+  /** The client metadata as accepted (RFC 7591 §2 names). */
+  metadata: Record<string, unknown>;
+  /** SHA-256 of the client secret, hex, for confidential clients. */
+  secretHash: string | null;
+  createdAt: Date;
+}
+
+/**
+ * A short-lived, single-use record: authorization codes, browser sessions, pending authorization
+ * requests, pending sign-ins at an external provider. `kind` namespaces the keys.
+ */
+export interface EphemeralRecord {
+  kind: string;
+  /** For secrets (codes, session ids) the caller stores a hash, never the secret. */
+  key: string;
+  value: unknown;
+  expiresAt: Date;
+  usedAt: Date | null;
+}
+
+/** A rotating refresh token (authorization-code clients). One family per grant. */
+export interface RefreshTokenRecord {
+  /** SHA-256 of the token, hex. */
+  tokenHash: string;
+  /** Every token rotated from the same grant shares the family; reuse of a spent one revokes the family. */
+  familyId: string;
+  clientId: string;
+  principal: PrincipalRef;
+  scopes: string[];
+  resources: string[];
+  /** DPoP key thumbprint the family is bound to (public clients using DPoP), or null. */
+  dpopJkt: string | null;
+  expiresAt: Date;
+  createdAt: Date;
+  usedAt: Date | null;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
 
@@ -113,6 +229,68 @@ export interface Store {
   putFederatedBundle(bundle: FederatedBundleRecord): Promise<void>;
   getFederatedBundle(trustDomain: string): Promise<FederatedBundleRecord | null>;
   listFederatedBundles(): Promise<FederatedBundleRecord[]>;
+
+  // built-in directory
+  /** ERR_CONFLICT when the username is taken. */
+  createUser(user: UserRecord): Promise<void>;
+  getUser(id: string): Promise<UserRecord | null>;
+  findUserByUsername(username: string): Promise<UserRecord | null>;
+  listUsers(): Promise<UserRecord[]>;
+  /** Returns false when no such user existed. */
+  updateUser(id: string, change: Partial<Pick<UserRecord, 'displayName' | 'passwordHash' | 'disabled'>>): Promise<boolean>;
+  /**
+   * Atomically counts one failed sign-in; when the count reaches `maxFailures` the user is locked
+   * until `lockUntil` and the count starts again. Returns the updated user (null if unknown).
+   */
+  recordLoginFailure(id: string, maxFailures: number, lockUntil: Date): Promise<UserRecord | null>;
+  /** Resets the failure count and any lock. */
+  recordLoginSuccess(id: string): Promise<void>;
+  deleteUser(id: string): Promise<boolean>;
+
+  // mandates
+  createMandate(mandate: MandateRecord): Promise<void>;
+  getMandate(id: string): Promise<MandateRecord | null>;
+  listMandates(filter: MandateFilter): Promise<MandateRecord[]>;
+  /**
+   * Revokes an active mandate and appends it to the revocation list, in one transaction. Returns
+   * the mandate as it now is (an already revoked one unchanged), or null when unknown.
+   */
+  revokeMandate(id: string, by: string, at: Date): Promise<MandateRecord | null>;
+
+  // revocation list
+  /** Appends a token revocation (idempotent per jti) and returns its seq. */
+  revokeToken(jti: string, expiresAt: Date, at: Date): Promise<number>;
+  /** Entries with seq > afterSeq, oldest first, at most `limit`. */
+  listRevocations(afterSeq: number, limit: number): Promise<RevocationRecord[]>;
+  /** Deletes entries whose expiresAt is before `before`; returns how many. */
+  pruneRevocations(before: Date): Promise<number>;
+
+  // dynamically registered OAuth clients
+  createOAuthClient(client: OAuthClientRecord): Promise<void>;
+  getOAuthClient(clientId: string): Promise<OAuthClientRecord | null>;
+  deleteOAuthClient(clientId: string): Promise<boolean>;
+
+  // short-lived records: codes, sessions, pending requests
+  /** Inserts or replaces. */
+  putEphemeral(record: Omit<EphemeralRecord, 'usedAt'>): Promise<void>;
+  /** Null when unknown or expired at `now`. */
+  getEphemeral(kind: string, key: string, now: Date): Promise<EphemeralRecord | null>;
+  /**
+   * Atomically marks an unexpired, unused record as used and returns it with consumed=true; a
+   * record already used comes back with consumed=false (so reuse can be detected); null when
+   * unknown or expired. Two concurrent callers can never both consume it.
+   */
+  consumeEphemeral(kind: string, key: string, now: Date): Promise<{ record: EphemeralRecord; consumed: boolean } | null>;
+  deleteEphemeral(kind: string, key: string): Promise<boolean>;
+  /** Deletes records expired before `before`; returns how many. */
+  pruneEphemeral(before: Date): Promise<number>;
+
+  // refresh tokens
+  createRefreshToken(token: RefreshTokenRecord): Promise<void>;
+  /** As consumeEphemeral: atomic single use, reuse reported with consumed=false, null when unknown. */
+  consumeRefreshToken(tokenHash: string, now: Date): Promise<{ token: RefreshTokenRecord; consumed: boolean } | null>;
+  /** Deletes every token of the family; returns how many. */
+  revokeRefreshFamily(familyId: string): Promise<number>;
 
   /** Schema version after migrations (the highest applied migration number). */
   schemaVersion(): Promise<number>;

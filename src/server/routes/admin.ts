@@ -1,6 +1,6 @@
 /**
  * The admin API (/admin/v1): registration entries, join tokens, keys and CA, federation, and SVID
- * verification. Every call is authenticated with the admin token and recorded as an event.
+ * verification; users and mandates come from admin-delegation.ts. Every call is authenticated with the admin token and recorded as an event.
  */
 import { MandateError } from '../../errors.ts';
 import type { IdentityAuthority } from '../../identity/authority/authority.ts';
@@ -12,21 +12,24 @@ import type { FederationManager } from '../../identity/federation/poller.ts';
 import { verifyJwtSvid } from '../../identity/jwt-svid/verify.ts';
 import { parseCertificates } from '../../identity/x509/pem.ts';
 import { verifyX509Svid } from '../../identity/x509-svid/verify.ts';
+import type { DelegationAuthority } from '../../delegation/authority.ts';
 import type { EventSink } from '../../observability/events.ts';
 import type { Store } from '../../store/store.ts';
 import { authenticateAdmin } from '../admin-auth.ts';
 import { sendJson, sendText, type RequestContext } from '../http/context.ts';
 import type { Handler, Router } from '../http/router.ts';
+import { adminDelegationRoutes } from './admin-delegation.ts';
 
 export interface AdminDeps {
   store: Store;
+  delegation: DelegationAuthority;
   authority: IdentityAuthority;
   keys: KeyManager;
   federation: FederationManager;
   events: EventSink;
 }
 
-type AdminHandler = (ctx: RequestContext, actor: string) => Promise<unknown>;
+export type AdminAction = (ctx: RequestContext, actor: string) => Promise<unknown>;
 
 function field(body: unknown, name: string, required = true): string | undefined {
   const value = (body as Record<string, unknown> | null)?.[name];
@@ -36,10 +39,10 @@ function field(body: unknown, name: string, required = true): string | undefined
 }
 
 export function adminRoutes(router: Router, deps: AdminDeps): void {
-  const { store, authority, keys, federation, events } = deps;
+  const { store, authority, keys, federation, events, delegation } = deps;
 
   /** Authenticates, runs, and records the action (success or failure) as `admin.<action>`. */
-  const admin = (action: string, run: AdminHandler, status = 200): Handler => async (ctx) => {
+  const admin = (action: string, run: AdminAction, status = 200): Handler => async (ctx) => {
     const tokenId = await authenticateAdmin(store, ctx.req.headers.authorization, events, ctx.sourceAddress);
     const actor = `admin:${tokenId}`;
     try {
@@ -113,4 +116,6 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
       const { spiffeId, claims } = await verifyJwtSvid(token, authority.bundles(), { audience });
       return { valid: true, spiffe_id: spiffeId.toString(), claims };
     }));
+
+  adminDelegationRoutes((method, path, action, run, status) => router.on(method, path, admin(action, run, status)), delegation);
 }

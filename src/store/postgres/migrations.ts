@@ -6,6 +6,11 @@ import type { Migration } from '../migration.ts';
  * us as text (bundles, JWKs) stay text so they come back byte for byte. Identifiers use the "C"
  * collation so listings sort bytewise, exactly as in SQLite, whatever the server's locale.
  *
+ * From version 2 on, JSON columns are json rather than jsonb: they hold values from outside
+ * (client metadata, consent constraints, pending requests) that are stored and read back whole,
+ * never searched, and jsonb refuses strings JSON can carry (`\u0000`, an unpaired surrogate)
+ * that SQLite accepts, which would make the two stores answer the same input differently.
+ *
  * @example
  *   MIGRATIONS.at(-1)?.version // the schema version a fresh database ends up at
  */
@@ -67,6 +72,91 @@ CREATE TABLE federated_bundles (
   source       text        NOT NULL,
   refreshed_at timestamptz NOT NULL
 );
+`,
+  },
+  {
+    version: 2,
+    name: 'delegation_authority',
+    sql: `
+ALTER TABLE signing_keys
+  DROP CONSTRAINT signing_keys_kind_check,
+  ADD CONSTRAINT signing_keys_kind_check CHECK (kind IN ('x509-ca', 'jwt', 'oauth'));
+
+CREATE TABLE users (
+  id            text COLLATE "C" PRIMARY KEY,
+  username      text COLLATE "C" NOT NULL UNIQUE,
+  display_name  text        NOT NULL,
+  password_hash text        NOT NULL,
+  failed_logins integer     NOT NULL CHECK (failed_logins >= 0),
+  locked_until  timestamptz,
+  disabled      boolean     NOT NULL,
+  created_at    timestamptz NOT NULL
+);
+
+CREATE TABLE mandates (
+  id                text COLLATE "C" PRIMARY KEY,
+  principal_issuer  text COLLATE "C" NOT NULL,
+  principal_subject text COLLATE "C" NOT NULL,
+  principal_name    text        NOT NULL,
+  agent             text COLLATE "C" NOT NULL,
+  scopes            json        NOT NULL,
+  resources         json        NOT NULL,
+  constraints       json        NOT NULL,
+  max_depth         integer     NOT NULL CHECK (max_depth >= 0),
+  origin            text        NOT NULL CHECK (origin IN ('consent', 'admin')),
+  client_id         text COLLATE "C",
+  created_at        timestamptz NOT NULL,
+  expires_at        timestamptz NOT NULL,
+  status            text        NOT NULL CHECK (status IN ('active', 'revoked')),
+  revoked_at        timestamptz,
+  revoked_by        text
+);
+CREATE INDEX mandates_by_principal ON mandates (principal_issuer, principal_subject, created_at, id);
+CREATE INDEX mandates_by_agent ON mandates (agent, created_at, id);
+CREATE INDEX mandates_by_created_at ON mandates (created_at, id);
+
+CREATE TABLE revocations (
+  seq        bigserial   PRIMARY KEY,
+  kind       text        NOT NULL CHECK (kind IN ('mandate', 'token')),
+  id         text COLLATE "C" NOT NULL,
+  expires_at timestamptz NOT NULL,
+  revoked_at timestamptz NOT NULL,
+  UNIQUE (kind, id)
+);
+CREATE INDEX revocations_by_expires_at ON revocations (expires_at);
+
+CREATE TABLE oauth_clients (
+  client_id   text COLLATE "C" PRIMARY KEY,
+  metadata    json        NOT NULL,
+  secret_hash text,
+  created_at  timestamptz NOT NULL
+);
+
+CREATE TABLE ephemeral_records (
+  kind       text COLLATE "C" NOT NULL,
+  key        text COLLATE "C" NOT NULL,
+  value      json        NOT NULL,
+  expires_at timestamptz NOT NULL,
+  used_at    timestamptz,
+  PRIMARY KEY (kind, key)
+);
+CREATE INDEX ephemeral_records_by_expires_at ON ephemeral_records (expires_at);
+
+CREATE TABLE refresh_tokens (
+  token_hash        text COLLATE "C" PRIMARY KEY,
+  family_id         text COLLATE "C" NOT NULL,
+  client_id         text COLLATE "C" NOT NULL,
+  principal_issuer  text COLLATE "C" NOT NULL,
+  principal_subject text COLLATE "C" NOT NULL,
+  principal_name    text        NOT NULL,
+  scopes            json        NOT NULL,
+  resources         json        NOT NULL,
+  dpop_jkt          text,
+  expires_at        timestamptz NOT NULL,
+  created_at        timestamptz NOT NULL,
+  used_at           timestamptz
+);
+CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
 `,
   },
 ];

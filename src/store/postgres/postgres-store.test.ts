@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { isMandateError } from '../../errors.ts';
 import { openStore } from '../open.ts';
-import { storeSuite } from '../store.case.ts';
+import { storeSuite, storeUpgradeSuite } from '../store.case.ts';
 import { redact } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { type PostgresStore, openPostgresStore } from './postgres-store.ts';
@@ -41,6 +41,33 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
   const schema = freshSchema();
   storeSuite('shared store suite', () => openPostgresStore({ url, schema, poolSize: 5 }), (s) => s.dropSchema());
 
+  /** Writes a schema the way a build that knew only migration 1 left it. */
+  storeUpgradeSuite<PostgresStore>('upgraded from schema version 1', async (keys) => {
+    const v1Schema = freshSchema();
+    const v1 = MIGRATIONS.find((m) => m.version === 1);
+    assert.ok(v1);
+    await withClient(url, async (c) => {
+      await c.query(`CREATE SCHEMA "${v1Schema}"`);
+      await c.query(`SET search_path = "${v1Schema}"`);
+      await c.query(`CREATE TABLE schema_migrations (
+        version    integer     PRIMARY KEY,
+        name       text        NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+      await c.query(v1.sql);
+      await c.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [1, v1.name]);
+      for (const k of keys) {
+        await c.query(
+          `INSERT INTO signing_keys
+             (id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+          [k.id, k.kind, k.state, k.publicData, k.privateKeyEnc, k.trustAnchors, k.notAfter, k.createdAt, k.publishUntil],
+        );
+      }
+    });
+    return { open: () => openPostgresStore({ url, schema: v1Schema }), cleanup: (s) => s.dropSchema() };
+  });
+
   describe('postgres store specifics', () => {
     it('migrates a fresh schema once when several replicas start together', async () => {
       const shared = freshSchema();
@@ -72,6 +99,82 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
       } finally {
         await dropAndClose(a);
         await dropAndClose(b);
+      }
+    });
+
+    it('never lets a revocation become visible while one with a smaller seq is still uncommitted', async () => {
+      // A raw transaction holds an uncommitted entry for jti X. The store's revocation of X then
+      // blocks (on that entry, or on the list's lock) and a second revocation, of Y, follows. If Y
+      // could commit with a seq above the one X's revocation already drew, a verifier reading now
+      // would move past X's seq and never see X.
+      const s = freshSchema();
+      const app = `mandate_rev_${randomBytes(4).toString('hex')}`;
+      const tagged = new URL(url);
+      tagged.searchParams.set('application_name', app);
+      const store = await openPostgresStore({ url: tagged.toString(), schema: s, poolSize: 3 });
+      const x = `x-${randomBytes(4).toString('hex')}`;
+      const y = `y-${randomBytes(4).toString('hex')}`;
+      const expires = new Date(Date.now() + 3_600_000);
+      const blocked = async (): Promise<number> => {
+        const { rows } = await withClient(url, (c) =>
+          c.query<{ n: number }>(
+            'SELECT count(*)::integer AS n FROM pg_stat_activity WHERE application_name = $1 AND cardinality(pg_blocking_pids(pid)) > 0',
+            [app],
+          ),
+        );
+        return rows[0]?.n ?? 0;
+      };
+      const until = async (done: () => Promise<boolean>): Promise<void> => {
+        const deadline = Date.now() + 5000;
+        while (!(await done())) {
+          assert.ok(Date.now() < deadline, 'timed out waiting for the revocations to queue');
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      };
+      try {
+        await withClient(url, async (raw) => {
+          await raw.query(`SET search_path = "${s}"`);
+          await raw.query('BEGIN');
+          await raw.query(`INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('token', $1, $2, now())`, [x, expires]);
+          const revokeX = store.revokeToken(x, expires, new Date());
+          await until(async () => (await blocked()) >= 1);
+          let ySettled = false;
+          const revokeY = store.revokeToken(y, expires, new Date()).finally(() => {
+            ySettled = true;
+          });
+          await until(async () => ySettled || (await blocked()) >= 2);
+          const seenWhileBlocked = await store.listRevocations(0, 100);
+          await raw.query('ROLLBACK');
+          const [seqX, seqY] = await Promise.all([revokeX, revokeY]);
+          const after = seenWhileBlocked.at(-1)?.seq ?? 0;
+          const seen = [...seenWhileBlocked, ...(await store.listRevocations(after, 100))];
+          assert.deepEqual(seen.map((e) => [e.id, e.seq]), [[x, seqX], [y, seqY]]);
+        });
+      } finally {
+        await dropAndClose(store);
+      }
+    });
+
+    it('revokes a mandate all or nothing: a failed list entry leaves it active', async () => {
+      const s = freshSchema();
+      const store = await openPostgresStore({ url, schema: s });
+      try {
+        const id = `m-${randomBytes(6).toString('hex')}`;
+        await store.createMandate({
+          id, principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
+          agent: 'spiffe://example.org/agent/a', scopes: ['s'], resources: [], constraints: {}, maxDepth: 0,
+          origin: 'admin', clientId: null, createdAt: new Date(0), expiresAt: new Date(Date.UTC(2030, 0, 1)),
+          status: 'active', revokedAt: null, revokedBy: null,
+        });
+        // An entry the store did not write makes its own insert fail inside the transaction.
+        await withClient(url, (c) =>
+          c.query(`INSERT INTO "${s}".revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', $1, now(), now())`, [id]),
+        );
+        await assert.rejects(store.revokeMandate(id, 'admin', new Date()), (err: unknown) => isMandateError(err, 'ERR_STORE'));
+        assert.equal((await store.getMandate(id))?.status, 'active');
+        assert.deepEqual((await store.listRevocations(0, 10)).map((e) => e.id), [id]);
+      } finally {
+        await dropAndClose(store);
       }
     });
 

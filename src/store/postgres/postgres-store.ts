@@ -4,25 +4,44 @@ import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import type {
   AdminTokenRecord,
+  EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
+  MandateFilter,
+  MandateRecord,
+  OAuthClientRecord,
+  RefreshTokenRecord,
   RegistrationEntry,
+  RevocationRecord,
   SigningKeyRecord,
   Store,
+  UserRecord,
 } from '../store.ts';
 import { type Expected, toStoreError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   type AdminTokenRow,
   type EntryRow,
+  type EphemeralRow,
   type FederatedBundleRow,
   type JoinTokenRow,
+  type MandateRow,
+  type OAuthClientRow,
+  type RefreshTokenRow,
+  type RevocationRow,
   type SigningKeyRow,
+  type UserRow,
   toAdminToken,
   toEntry,
+  toEphemeral,
   toFederatedBundle,
   toJoinToken,
+  toMandate,
+  toOAuthClient,
+  toRefreshToken,
+  toRevocation,
   toSigningKey,
+  toUser,
 } from './rows.ts';
 
 export interface PostgresStoreOptions {
@@ -151,6 +170,31 @@ function atOrNull(value: Date | null, field: string): Date | null {
   return value;
 }
 
+/** JSON text of a record value; a value JSON cannot represent (undefined, a function) is a caller bug. */
+function jsonText(value: unknown, field: string): string {
+  const text = JSON.stringify(value) as string | undefined;
+  if (text === undefined) throw new MandateError('ERR_INTERNAL', `${field} is not representable as JSON`);
+  return text;
+}
+
+/** Guards counts handed to SQL (LIMIT, thresholds), so both stores refuse the same caller bugs. */
+function requireCount(value: number, field: string, min: number): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new MandateError('ERR_INTERNAL', `${field} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Columns updateUser may change, by record field. */
+const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
+
+/**
+ * Every write to the revocation list takes this lock first and holds it until commit, so seqs
+ * become visible in the order they were handed out: a verifier that has seen seq n can never
+ * later miss a smaller seq still in flight. Reads (ACCESS SHARE) are not blocked.
+ */
+const LOCK_REVOCATIONS = 'LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE';
+
 class PgStore implements PostgresStore {
   readonly kind = 'postgres' as const;
 
@@ -171,6 +215,30 @@ class PgStore implements PostgresStore {
       return await this.pool.query<R>(sql, params);
     } catch (err) {
       throw toStoreError(op, err, this.url, expected);
+    }
+  }
+
+  /** Runs `work` in one transaction on one pooled connection, turning driver errors into MandateErrors. */
+  private async transaction<T>(op: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw toStoreError(op, err, this.url);
+    }
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      // A connection whose statement failed may be in any state: discard it rather than reuse it.
+      if (err instanceof Error) broken = err;
+      throw toStoreError(op, err, this.url);
+    } finally {
+      client.release(broken);
     }
   }
 
@@ -371,6 +439,345 @@ class PgStore implements PostgresStore {
       'SELECT * FROM federated_bundles ORDER BY trust_domain',
     );
     return rows.map(toFederatedBundle);
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    const username = user.username.toLowerCase();
+    await this.query(
+      'createUser',
+      `INSERT INTO users
+         (id, username, display_name, password_hash, failed_logins, locked_until, disabled, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [
+        user.id,
+        username,
+        user.displayName,
+        user.passwordHash,
+        requireCount(user.failedLogins, 'user failedLogins', 0),
+        atOrNull(user.lockedUntil, 'user lockedUntil'),
+        user.disabled,
+        at(user.createdAt, 'user createdAt'),
+      ],
+      { conflict: `user "${user.id}" conflicts with an existing user (same id or username "${username}")` },
+    );
+  }
+
+  async getUser(id: string): Promise<UserRecord | null> {
+    const { rows } = await this.query<UserRow>('getUser', 'SELECT * FROM users WHERE id = $1', [id]);
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async findUserByUsername(username: string): Promise<UserRecord | null> {
+    const { rows } = await this.query<UserRow>('findUserByUsername', 'SELECT * FROM users WHERE username = $1', [
+      username.toLowerCase(),
+    ]);
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    const { rows } = await this.query<UserRow>('listUsers', 'SELECT * FROM users ORDER BY username');
+    return rows.map(toUser);
+  }
+
+  async updateUser(
+    id: string,
+    change: Partial<Pick<UserRecord, 'displayName' | 'passwordHash' | 'disabled'>>,
+  ): Promise<boolean> {
+    const values: unknown[] = [id];
+    const sets: string[] = [];
+    for (const field of Object.keys(USER_COLUMNS) as (keyof typeof USER_COLUMNS)[]) {
+      const value = change[field];
+      if (value === undefined) continue;
+      values.push(value);
+      sets.push(`${USER_COLUMNS[field]} = $${values.length}`);
+    }
+    const sql = sets.length === 0 ? 'SELECT 1 FROM users WHERE id = $1' : `UPDATE users SET ${sets.join(', ')} WHERE id = $1`;
+    const { rowCount } = await this.query('updateUser', sql, values);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async recordLoginFailure(id: string, maxFailures: number, lockUntil: Date): Promise<UserRecord | null> {
+    // Both CASEs read the row as it was before this UPDATE, so they agree on whether it locks; a
+    // concurrent failure waits for the row lock and then counts on top of this one.
+    const { rows } = await this.query<UserRow>(
+      'recordLoginFailure',
+      `UPDATE users SET
+         failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+         locked_until  = CASE WHEN failed_logins + 1 >= $2 THEN $3::timestamptz ELSE locked_until END
+       WHERE id = $1 RETURNING *`,
+      [id, requireCount(maxFailures, 'maxFailures', 1), at(lockUntil, 'user lockUntil')],
+    );
+    return rows[0] ? toUser(rows[0]) : null;
+  }
+
+  async recordLoginSuccess(id: string): Promise<void> {
+    await this.query('recordLoginSuccess', 'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1', [id]);
+  }
+
+  async deleteUser(id: string): Promise<boolean> {
+    const { rowCount } = await this.query('deleteUser', 'DELETE FROM users WHERE id = $1', [id]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async createMandate(mandate: MandateRecord): Promise<void> {
+    await this.query(
+      'createMandate',
+      `INSERT INTO mandates
+         (id, principal_issuer, principal_subject, principal_name, agent, scopes, resources, constraints,
+          max_depth, origin, client_id, created_at, expires_at, status, revoked_at, revoked_by)
+       VALUES ($1, $2, $3, $4, $5, $6::json, $7::json, $8::json, $9, $10, $11, $12, $13, $14, $15, $16)`,
+      [
+        mandate.id,
+        mandate.principal.issuer,
+        mandate.principal.subject,
+        mandate.principal.name,
+        mandate.agent,
+        jsonText(mandate.scopes, 'mandate scopes'),
+        jsonText(mandate.resources, 'mandate resources'),
+        jsonText(mandate.constraints, 'mandate constraints'),
+        requireCount(mandate.maxDepth, 'mandate maxDepth', 0),
+        mandate.origin,
+        mandate.clientId,
+        at(mandate.createdAt, 'mandate createdAt'),
+        at(mandate.expiresAt, 'mandate expiresAt'),
+        mandate.status,
+        atOrNull(mandate.revokedAt, 'mandate revokedAt'),
+        mandate.revokedBy,
+      ],
+      { conflict: `mandate "${mandate.id}" already exists` },
+    );
+  }
+
+  async getMandate(id: string): Promise<MandateRecord | null> {
+    const { rows } = await this.query<MandateRow>('getMandate', 'SELECT * FROM mandates WHERE id = $1', [id]);
+    return rows[0] ? toMandate(rows[0]) : null;
+  }
+
+  async listMandates(filter: MandateFilter): Promise<MandateRecord[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    const match = (column: string, op: string, value: unknown): void => {
+      values.push(value);
+      where.push(`${column} ${op} $${values.length}`);
+    };
+    if (filter.principalIssuer !== undefined) match('principal_issuer', '=', filter.principalIssuer);
+    if (filter.principalSubject !== undefined) match('principal_subject', '=', filter.principalSubject);
+    if (filter.agent !== undefined) match('agent', '=', filter.agent);
+    if (filter.status !== undefined) match('status', '=', filter.status);
+    if (filter.liveAt !== undefined) match('expires_at', '>', at(filter.liveAt, 'mandate filter liveAt'));
+    let sql = 'SELECT * FROM mandates';
+    if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+    sql += ' ORDER BY created_at DESC, id DESC';
+    if (filter.limit !== undefined) {
+      values.push(requireCount(filter.limit, 'mandate filter limit', 0));
+      sql += ` LIMIT $${values.length}`;
+    }
+    const { rows } = await this.query<MandateRow>('listMandates', sql, values);
+    return rows.map(toMandate);
+  }
+
+  async revokeMandate(id: string, by: string, revokedAt: Date): Promise<MandateRecord | null> {
+    at(revokedAt, 'mandate revocation time');
+    return this.transaction('revokeMandate', async (client) => {
+      // A concurrent revoker of the same mandate waits for this row lock, then finds it no longer
+      // active and falls through to the read below: one revocation, one list entry.
+      const revoked = await client.query<MandateRow>(
+        `UPDATE mandates SET status = 'revoked', revoked_at = $2, revoked_by = $3
+         WHERE id = $1 AND status = 'active' RETURNING *`,
+        [id, revokedAt, by],
+      );
+      const row = revoked.rows[0];
+      if (row) {
+        await client.query(LOCK_REVOCATIONS);
+        await client.query(
+          `INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', $1, $2, $3)`,
+          [id, row.expires_at, revokedAt],
+        );
+        return toMandate(row);
+      }
+      const current = await client.query<MandateRow>('SELECT * FROM mandates WHERE id = $1', [id]);
+      return current.rows[0] ? toMandate(current.rows[0]) : null;
+    });
+  }
+
+  async revokeToken(jti: string, expiresAt: Date, revokedAt: Date): Promise<number> {
+    at(expiresAt, 'token revocation expiresAt');
+    at(revokedAt, 'token revocation time');
+    return this.transaction('revokeToken', async (client) => {
+      await client.query(LOCK_REVOCATIONS);
+      const added = await client.query<{ seq: string }>(
+        `INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('token', $1, $2, $3)
+         ON CONFLICT (kind, id) DO NOTHING RETURNING seq`,
+        [jti, expiresAt, revokedAt],
+      );
+      const row =
+        added.rows[0] ??
+        (await client.query<{ seq: string }>(`SELECT seq FROM revocations WHERE kind = 'token' AND id = $1`, [jti]))
+          .rows[0];
+      if (!row) throw new Error('token revocation vanished inside its transaction');
+      return Number(row.seq);
+    });
+  }
+
+  async listRevocations(afterSeq: number, limit: number): Promise<RevocationRecord[]> {
+    const { rows } = await this.query<RevocationRow>(
+      'listRevocations',
+      'SELECT * FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2',
+      [requireCount(afterSeq, 'revocation afterSeq', 0), requireCount(limit, 'revocation limit', 0)],
+    );
+    return rows.map(toRevocation);
+  }
+
+  async pruneRevocations(before: Date): Promise<number> {
+    const { rowCount } = await this.query('pruneRevocations', 'DELETE FROM revocations WHERE expires_at < $1', [
+      at(before, 'revocation prune time'),
+    ]);
+    return rowCount ?? 0;
+  }
+
+  async createOAuthClient(client: OAuthClientRecord): Promise<void> {
+    await this.query(
+      'createOAuthClient',
+      'INSERT INTO oauth_clients (client_id, metadata, secret_hash, created_at) VALUES ($1, $2::json, $3, $4)',
+      [
+        client.clientId,
+        jsonText(client.metadata, 'OAuth client metadata'),
+        client.secretHash,
+        at(client.createdAt, 'OAuth client createdAt'),
+      ],
+      { conflict: `OAuth client "${client.clientId}" already exists` },
+    );
+  }
+
+  async getOAuthClient(clientId: string): Promise<OAuthClientRecord | null> {
+    const { rows } = await this.query<OAuthClientRow>(
+      'getOAuthClient',
+      'SELECT * FROM oauth_clients WHERE client_id = $1',
+      [clientId],
+    );
+    return rows[0] ? toOAuthClient(rows[0]) : null;
+  }
+
+  async deleteOAuthClient(clientId: string): Promise<boolean> {
+    const { rowCount } = await this.query('deleteOAuthClient', 'DELETE FROM oauth_clients WHERE client_id = $1', [
+      clientId,
+    ]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async putEphemeral(record: Omit<EphemeralRecord, 'usedAt'>): Promise<void> {
+    await this.query(
+      'putEphemeral',
+      `INSERT INTO ephemeral_records (kind, key, value, expires_at, used_at) VALUES ($1, $2, $3::json, $4, NULL)
+       ON CONFLICT (kind, key) DO UPDATE
+         SET value = excluded.value, expires_at = excluded.expires_at, used_at = NULL`,
+      [record.kind, record.key, jsonText(record.value, 'ephemeral value'), at(record.expiresAt, 'ephemeral expiresAt')],
+    );
+  }
+
+  async getEphemeral(kind: string, key: string, now: Date): Promise<EphemeralRecord | null> {
+    const { rows } = await this.query<EphemeralRow>(
+      'getEphemeral',
+      'SELECT * FROM ephemeral_records WHERE kind = $1 AND key = $2 AND expires_at > $3',
+      [kind, key, at(now, 'ephemeral lookup time')],
+    );
+    return rows[0] ? toEphemeral(rows[0]) : null;
+  }
+
+  async consumeEphemeral(
+    kind: string,
+    key: string,
+    now: Date,
+  ): Promise<{ record: EphemeralRecord; consumed: boolean } | null> {
+    at(now, 'ephemeral consumption time');
+    for (;;) {
+      // As in consumeJoinToken: a concurrent UPDATE waits for the first to commit, then re-checks
+      // `used_at IS NULL` against the committed row and matches nothing.
+      const used = await this.query<EphemeralRow>(
+        'consumeEphemeral',
+        `UPDATE ephemeral_records SET used_at = $3
+         WHERE kind = $1 AND key = $2 AND used_at IS NULL AND expires_at > $3 RETURNING *`,
+        [kind, key, now],
+      );
+      if (used.rows[0]) return { record: toEphemeral(used.rows[0]), consumed: true };
+      const earlier = await this.query<EphemeralRow>(
+        'consumeEphemeral',
+        'SELECT * FROM ephemeral_records WHERE kind = $1 AND key = $2 AND expires_at > $3',
+        [kind, key, now],
+      );
+      const row = earlier.rows[0];
+      if (!row) return null;
+      if (row.used_at !== null) return { record: toEphemeral(row), consumed: false };
+      // Replaced by putEphemeral between the two statements: try the new record.
+    }
+  }
+
+  async deleteEphemeral(kind: string, key: string): Promise<boolean> {
+    const { rowCount } = await this.query(
+      'deleteEphemeral',
+      'DELETE FROM ephemeral_records WHERE kind = $1 AND key = $2',
+      [kind, key],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async pruneEphemeral(before: Date): Promise<number> {
+    const { rowCount } = await this.query('pruneEphemeral', 'DELETE FROM ephemeral_records WHERE expires_at < $1', [
+      at(before, 'ephemeral prune time'),
+    ]);
+    return rowCount ?? 0;
+  }
+
+  async createRefreshToken(token: RefreshTokenRecord): Promise<void> {
+    await this.query(
+      'createRefreshToken',
+      `INSERT INTO refresh_tokens
+         (token_hash, family_id, client_id, principal_issuer, principal_subject, principal_name,
+          scopes, resources, dpop_jkt, expires_at, created_at, used_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7::json, $8::json, $9, $10, $11, $12)`,
+      [
+        token.tokenHash,
+        token.familyId,
+        token.clientId,
+        token.principal.issuer,
+        token.principal.subject,
+        token.principal.name,
+        jsonText(token.scopes, 'refresh token scopes'),
+        jsonText(token.resources, 'refresh token resources'),
+        token.dpopJkt,
+        at(token.expiresAt, 'refresh token expiresAt'),
+        at(token.createdAt, 'refresh token createdAt'),
+        atOrNull(token.usedAt, 'refresh token usedAt'),
+      ],
+      { conflict: `refresh token of family "${token.familyId}" conflicts with an existing token (same hash)` },
+    );
+  }
+
+  async consumeRefreshToken(
+    tokenHash: string,
+    now: Date,
+  ): Promise<{ token: RefreshTokenRecord; consumed: boolean } | null> {
+    const used = await this.query<RefreshTokenRow>(
+      'consumeRefreshToken',
+      `UPDATE refresh_tokens SET used_at = $2
+       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING *`,
+      [tokenHash, at(now, 'refresh token consumption time')],
+    );
+    if (used.rows[0]) return { token: toRefreshToken(used.rows[0]), consumed: true };
+    // A token's used_at never goes back to NULL, so a live row found here was spent earlier.
+    const earlier = await this.query<RefreshTokenRow>(
+      'consumeRefreshToken',
+      'SELECT * FROM refresh_tokens WHERE token_hash = $1 AND expires_at > $2',
+      [tokenHash, now],
+    );
+    return earlier.rows[0] ? { token: toRefreshToken(earlier.rows[0]), consumed: false } : null;
+  }
+
+  async revokeRefreshFamily(familyId: string): Promise<number> {
+    const { rowCount } = await this.query('revokeRefreshFamily', 'DELETE FROM refresh_tokens WHERE family_id = $1', [
+      familyId,
+    ]);
+    return rowCount ?? 0;
   }
 
   async schemaVersion(): Promise<number> {

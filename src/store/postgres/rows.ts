@@ -1,14 +1,20 @@
 import type {
   AdminTokenRecord,
+  EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
+  MandateRecord,
+  OAuthClientRecord,
+  RefreshTokenRecord,
   RegistrationEntry,
+  RevocationRecord,
   SigningKeyRecord,
+  UserRecord,
 } from '../store.ts';
 
 /*
- * Table rows as pg returns them with its default type parsers (timestamptz -> Date, jsonb ->
- * parsed value) and their conversion to store records.
+ * Table rows as pg returns them with its default type parsers (timestamptz -> Date, json and
+ * jsonb -> parsed value, bigint -> string) and their conversion to store records.
  *
  * @example
  *   toEntry((await pool.query('SELECT * FROM registration_entries WHERE id = $1', [id])).rows[0])
@@ -58,6 +64,75 @@ export interface FederatedBundleRow {
   refreshed_at: Date;
 }
 
+export interface UserRow {
+  id: string;
+  username: string;
+  display_name: string;
+  password_hash: string;
+  failed_logins: number;
+  locked_until: Date | null;
+  disabled: boolean;
+  created_at: Date;
+}
+
+export interface MandateRow {
+  id: string;
+  principal_issuer: string;
+  principal_subject: string;
+  principal_name: string;
+  agent: string;
+  scopes: string[];
+  resources: string[];
+  constraints: Record<string, unknown>;
+  max_depth: number;
+  origin: MandateRecord['origin'];
+  client_id: string | null;
+  created_at: Date;
+  expires_at: Date;
+  status: MandateRecord['status'];
+  revoked_at: Date | null;
+  revoked_by: string | null;
+}
+
+export interface RevocationRow {
+  /** bigserial: a string from pg; a revocation seq stays far below 2^53. */
+  seq: string;
+  kind: RevocationRecord['kind'];
+  id: string;
+  expires_at: Date;
+  revoked_at: Date;
+}
+
+export interface OAuthClientRow {
+  client_id: string;
+  metadata: Record<string, unknown>;
+  secret_hash: string | null;
+  created_at: Date;
+}
+
+export interface EphemeralRow {
+  kind: string;
+  key: string;
+  value: unknown;
+  expires_at: Date;
+  used_at: Date | null;
+}
+
+export interface RefreshTokenRow {
+  token_hash: string;
+  family_id: string;
+  client_id: string;
+  principal_issuer: string;
+  principal_subject: string;
+  principal_name: string;
+  scopes: string[];
+  resources: string[];
+  dpop_jkt: string | null;
+  expires_at: Date;
+  created_at: Date;
+  used_at: Date | null;
+}
+
 export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
   id: r.id,
   kind: r.kind,
@@ -100,4 +175,68 @@ export const toFederatedBundle = (r: FederatedBundleRow): FederatedBundleRecord 
   bundle: r.bundle,
   source: r.source,
   refreshedAt: r.refreshed_at,
+});
+
+export const toUser = (r: UserRow): UserRecord => ({
+  id: r.id,
+  username: r.username,
+  displayName: r.display_name,
+  passwordHash: r.password_hash,
+  failedLogins: r.failed_logins,
+  lockedUntil: r.locked_until,
+  disabled: r.disabled,
+  createdAt: r.created_at,
+});
+
+export const toMandate = (r: MandateRow): MandateRecord => ({
+  id: r.id,
+  principal: { issuer: r.principal_issuer, subject: r.principal_subject, name: r.principal_name },
+  agent: r.agent,
+  scopes: r.scopes,
+  resources: r.resources,
+  constraints: r.constraints,
+  maxDepth: r.max_depth,
+  origin: r.origin,
+  clientId: r.client_id,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  status: r.status,
+  revokedAt: r.revoked_at,
+  revokedBy: r.revoked_by,
+});
+
+export const toRevocation = (r: RevocationRow): RevocationRecord => ({
+  seq: Number(r.seq),
+  kind: r.kind,
+  id: r.id,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
+export const toOAuthClient = (r: OAuthClientRow): OAuthClientRecord => ({
+  clientId: r.client_id,
+  metadata: r.metadata,
+  secretHash: r.secret_hash,
+  createdAt: r.created_at,
+});
+
+export const toEphemeral = (r: EphemeralRow): EphemeralRecord => ({
+  kind: r.kind,
+  key: r.key,
+  value: r.value,
+  expiresAt: r.expires_at,
+  usedAt: r.used_at,
+});
+
+export const toRefreshToken = (r: RefreshTokenRow): RefreshTokenRecord => ({
+  tokenHash: r.token_hash,
+  familyId: r.family_id,
+  clientId: r.client_id,
+  principal: { issuer: r.principal_issuer, subject: r.principal_subject, name: r.principal_name },
+  scopes: r.scopes,
+  resources: r.resources,
+  dpopJkt: r.dpop_jkt,
+  expiresAt: r.expires_at,
+  createdAt: r.created_at,
+  usedAt: r.used_at,
 });

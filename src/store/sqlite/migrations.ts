@@ -67,4 +67,107 @@ CREATE TABLE federated_bundles (
 ) STRICT;
 `,
   },
+  {
+    version: 2,
+    name: 'delegation_authority',
+    // SQLite cannot alter a CHECK constraint: signing_keys is rebuilt with 'oauth' allowed and its
+    // rows copied over (nothing references it, so no foreign key is involved).
+    sql: `
+CREATE TABLE signing_keys_v2 (
+  id              TEXT    PRIMARY KEY,
+  kind            TEXT    NOT NULL CHECK (kind IN ('x509-ca', 'jwt', 'oauth')),
+  state           TEXT    NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+  public_data     TEXT    NOT NULL,
+  private_key_enc TEXT    NOT NULL,
+  trust_anchors   TEXT    NOT NULL,
+  not_after       INTEGER NOT NULL,
+  created_at      INTEGER NOT NULL,
+  publish_until   INTEGER
+) STRICT;
+INSERT INTO signing_keys_v2
+  (id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until)
+  SELECT id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until
+  FROM signing_keys;
+DROP TABLE signing_keys;
+ALTER TABLE signing_keys_v2 RENAME TO signing_keys;
+CREATE INDEX signing_keys_by_kind ON signing_keys (kind, created_at, id);
+
+CREATE TABLE users (
+  id            TEXT    PRIMARY KEY,
+  username      TEXT    NOT NULL UNIQUE,
+  display_name  TEXT    NOT NULL,
+  password_hash TEXT    NOT NULL,
+  failed_logins INTEGER NOT NULL CHECK (failed_logins >= 0),
+  locked_until  INTEGER,
+  disabled      INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+  created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE mandates (
+  id                TEXT    PRIMARY KEY,
+  principal_issuer  TEXT    NOT NULL,
+  principal_subject TEXT    NOT NULL,
+  principal_name    TEXT    NOT NULL,
+  agent             TEXT    NOT NULL,
+  scopes            TEXT    NOT NULL,
+  resources         TEXT    NOT NULL,
+  constraints       TEXT    NOT NULL,
+  max_depth         INTEGER NOT NULL CHECK (max_depth >= 0),
+  origin            TEXT    NOT NULL CHECK (origin IN ('consent', 'admin')),
+  client_id         TEXT,
+  created_at        INTEGER NOT NULL,
+  expires_at        INTEGER NOT NULL,
+  status            TEXT    NOT NULL CHECK (status IN ('active', 'revoked')),
+  revoked_at        INTEGER,
+  revoked_by        TEXT
+) STRICT;
+CREATE INDEX mandates_by_principal ON mandates (principal_issuer, principal_subject, created_at, id);
+CREATE INDEX mandates_by_agent ON mandates (agent, created_at, id);
+CREATE INDEX mandates_by_created_at ON mandates (created_at, id);
+
+-- AUTOINCREMENT: a seq is never handed out twice, not even after the newest entries are pruned.
+CREATE TABLE revocations (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind       TEXT    NOT NULL CHECK (kind IN ('mandate', 'token')),
+  id         TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL,
+  revoked_at INTEGER NOT NULL,
+  UNIQUE (kind, id)
+) STRICT;
+CREATE INDEX revocations_by_expires_at ON revocations (expires_at);
+
+CREATE TABLE oauth_clients (
+  client_id   TEXT    PRIMARY KEY,
+  metadata    TEXT    NOT NULL,
+  secret_hash TEXT,
+  created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE ephemeral_records (
+  kind       TEXT    NOT NULL,
+  key        TEXT    NOT NULL,
+  value      TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at    INTEGER,
+  PRIMARY KEY (kind, key)
+) STRICT;
+CREATE INDEX ephemeral_records_by_expires_at ON ephemeral_records (expires_at);
+
+CREATE TABLE refresh_tokens (
+  token_hash        TEXT    PRIMARY KEY,
+  family_id         TEXT    NOT NULL,
+  client_id         TEXT    NOT NULL,
+  principal_issuer  TEXT    NOT NULL,
+  principal_subject TEXT    NOT NULL,
+  principal_name    TEXT    NOT NULL,
+  scopes            TEXT    NOT NULL,
+  resources         TEXT    NOT NULL,
+  dpop_jkt          TEXT,
+  expires_at        INTEGER NOT NULL,
+  created_at        INTEGER NOT NULL,
+  used_at           INTEGER
+) STRICT;
+CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
+`,
+  },
 ];

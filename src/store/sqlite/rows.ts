@@ -1,9 +1,15 @@
 import type {
   AdminTokenRecord,
+  EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
+  MandateRecord,
+  OAuthClientRecord,
+  RefreshTokenRecord,
   RegistrationEntry,
+  RevocationRecord,
   SigningKeyRecord,
+  UserRecord,
 } from '../store.ts';
 
 /*
@@ -58,6 +64,77 @@ export interface FederatedBundleRow {
   refreshed_at: number;
 }
 
+export interface UserRow {
+  id: string;
+  username: string;
+  display_name: string;
+  password_hash: string;
+  failed_logins: number;
+  locked_until: number | null;
+  /** 0 or 1: SQLite has no boolean type. */
+  disabled: number;
+  created_at: number;
+}
+
+export interface MandateRow {
+  id: string;
+  principal_issuer: string;
+  principal_subject: string;
+  principal_name: string;
+  agent: string;
+  scopes: string;
+  resources: string;
+  constraints: string;
+  max_depth: number;
+  origin: MandateRecord['origin'];
+  client_id: string | null;
+  created_at: number;
+  expires_at: number;
+  status: MandateRecord['status'];
+  revoked_at: number | null;
+  revoked_by: string | null;
+}
+
+export interface RevocationRow {
+  seq: number;
+  kind: RevocationRecord['kind'];
+  id: string;
+  expires_at: number;
+  revoked_at: number;
+}
+
+export interface OAuthClientRow {
+  client_id: string;
+  metadata: string;
+  secret_hash: string | null;
+  created_at: number;
+}
+
+export interface EphemeralRow {
+  kind: string;
+  key: string;
+  value: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface RefreshTokenRow {
+  token_hash: string;
+  family_id: string;
+  client_id: string;
+  principal_issuer: string;
+  principal_subject: string;
+  principal_name: string;
+  scopes: string;
+  resources: string;
+  dpop_jkt: string | null;
+  expires_at: number;
+  created_at: number;
+  used_at: number | null;
+}
+
+const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
+
 export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
   id: r.id,
   kind: r.kind,
@@ -67,7 +144,7 @@ export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
   trustAnchors: r.trust_anchors,
   notAfter: new Date(r.not_after),
   createdAt: new Date(r.created_at),
-  publishUntil: r.publish_until === null ? null : new Date(r.publish_until),
+  publishUntil: dateOrNull(r.publish_until),
 });
 
 export const toEntry = (r: EntryRow): RegistrationEntry => ({
@@ -85,7 +162,7 @@ export const toJoinToken = (r: JoinTokenRow): JoinTokenRecord => ({
   secretHash: r.secret_hash,
   entryId: r.entry_id,
   expiresAt: new Date(r.expires_at),
-  usedAt: r.used_at === null ? null : new Date(r.used_at),
+  usedAt: dateOrNull(r.used_at),
   createdAt: new Date(r.created_at),
 });
 
@@ -100,4 +177,68 @@ export const toFederatedBundle = (r: FederatedBundleRow): FederatedBundleRecord 
   bundle: r.bundle,
   source: r.source,
   refreshedAt: new Date(r.refreshed_at),
+});
+
+export const toUser = (r: UserRow): UserRecord => ({
+  id: r.id,
+  username: r.username,
+  displayName: r.display_name,
+  passwordHash: r.password_hash,
+  failedLogins: r.failed_logins,
+  lockedUntil: dateOrNull(r.locked_until),
+  disabled: r.disabled === 1,
+  createdAt: new Date(r.created_at),
+});
+
+export const toMandate = (r: MandateRow): MandateRecord => ({
+  id: r.id,
+  principal: { issuer: r.principal_issuer, subject: r.principal_subject, name: r.principal_name },
+  agent: r.agent,
+  scopes: JSON.parse(r.scopes) as string[],
+  resources: JSON.parse(r.resources) as string[],
+  constraints: JSON.parse(r.constraints) as Record<string, unknown>,
+  maxDepth: r.max_depth,
+  origin: r.origin,
+  clientId: r.client_id,
+  createdAt: new Date(r.created_at),
+  expiresAt: new Date(r.expires_at),
+  status: r.status,
+  revokedAt: dateOrNull(r.revoked_at),
+  revokedBy: r.revoked_by,
+});
+
+export const toRevocation = (r: RevocationRow): RevocationRecord => ({
+  seq: r.seq,
+  kind: r.kind,
+  id: r.id,
+  expiresAt: new Date(r.expires_at),
+  revokedAt: new Date(r.revoked_at),
+});
+
+export const toOAuthClient = (r: OAuthClientRow): OAuthClientRecord => ({
+  clientId: r.client_id,
+  metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+  secretHash: r.secret_hash,
+  createdAt: new Date(r.created_at),
+});
+
+export const toEphemeral = (r: EphemeralRow): EphemeralRecord => ({
+  kind: r.kind,
+  key: r.key,
+  value: JSON.parse(r.value) as unknown,
+  expiresAt: new Date(r.expires_at),
+  usedAt: dateOrNull(r.used_at),
+});
+
+export const toRefreshToken = (r: RefreshTokenRow): RefreshTokenRecord => ({
+  tokenHash: r.token_hash,
+  familyId: r.family_id,
+  clientId: r.client_id,
+  principal: { issuer: r.principal_issuer, subject: r.principal_subject, name: r.principal_name },
+  scopes: JSON.parse(r.scopes) as string[],
+  resources: JSON.parse(r.resources) as string[],
+  dpopJkt: r.dpop_jkt,
+  expiresAt: new Date(r.expires_at),
+  createdAt: new Date(r.created_at),
+  usedAt: dateOrNull(r.used_at),
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { isMandateError } from '../../errors.ts';
 import { openStore } from '../open.ts';
-import { storeSuite } from '../store.case.ts';
+import { storeSuite, storeUpgradeSuite } from '../store.case.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { openSqliteStore } from './sqlite-store.ts';
 
@@ -14,6 +15,35 @@ const dir = mkdtempSync(join(tmpdir(), 'mandate-sqlite-store-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 storeSuite('sqlite store', () => openSqliteStore({ path: join(dir, 'suite', 'mandate.db') }));
+
+/** Writes a database the way a build that knew only migration 1 left it. */
+storeUpgradeSuite('sqlite store upgraded from schema version 1', async (keys) => {
+  const path = join(dir, `v1-${randomUUID()}.db`);
+  const db = new Database(path);
+  try {
+    const v1 = MIGRATIONS.find((m) => m.version === 1);
+    assert.ok(v1);
+    db.exec(`CREATE TABLE schema_migrations (
+      version    INTEGER PRIMARY KEY,
+      name       TEXT    NOT NULL,
+      applied_at INTEGER NOT NULL
+    ) STRICT`);
+    db.exec(v1.sql);
+    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(1, v1.name, Date.now());
+    const insert = db.prepare(
+      `INSERT INTO signing_keys
+         (id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const k of keys) {
+      insert.run(k.id, k.kind, k.state, k.publicData, k.privateKeyEnc, k.trustAnchors, k.notAfter.getTime(),
+        k.createdAt.getTime(), k.publishUntil?.getTime() ?? null);
+    }
+  } finally {
+    db.close();
+  }
+  return { open: () => openSqliteStore({ path }) };
+});
 
 function storeError(err: unknown): boolean {
   assert.ok(isMandateError(err, 'ERR_STORE'), `expected ERR_STORE, got ${String(err)}`);
@@ -44,6 +74,47 @@ describe('sqlite store specifics', () => {
       assert.deepEqual(rows, MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     } finally {
       db.close();
+    }
+  });
+
+  it('leaves signing_keys, after its rebuild, a STRICT table with its index and no leftover copy', async () => {
+    const path = join(dir, 'rebuilt.db');
+    await (await openSqliteStore({ path })).close();
+    const db = new Database(path, { readonly: true });
+    try {
+      const table = db.prepare(`SELECT strict FROM pragma_table_list WHERE name = 'signing_keys'`).get() as
+        | { strict: number }
+        | undefined;
+      assert.equal(table?.strict, 1);
+      const names = db.prepare(`SELECT name FROM sqlite_master WHERE name LIKE 'signing_keys%' ORDER BY name`).all();
+      assert.deepEqual(names, [{ name: 'signing_keys' }, { name: 'signing_keys_by_kind' }]);
+      const indexed = db.prepare(`SELECT name FROM pragma_index_info('signing_keys_by_kind') ORDER BY seqno`).all();
+      assert.deepEqual(indexed, [{ name: 'kind' }, { name: 'created_at' }, { name: 'id' }]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('revokes a mandate all or nothing: a failed list entry leaves it active', async () => {
+    const path = join(dir, 'revoke-atomic.db');
+    const store = await openSqliteStore({ path });
+    try {
+      const id = randomUUID();
+      const expiresAt = new Date(Date.UTC(2030, 0, 1, 0, 0, 0, 123));
+      await store.createMandate({
+        id, principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
+        agent: 'spiffe://example.org/agent/a', scopes: ['s'], resources: [], constraints: {}, maxDepth: 0,
+        origin: 'admin', clientId: null, createdAt: new Date(0), expiresAt, status: 'active', revokedAt: null, revokedBy: null,
+      });
+      // An entry the store did not write makes its own insert fail inside the transaction.
+      const raw = new Database(path);
+      raw.prepare(`INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', ?, 1, 1)`).run(id);
+      raw.close();
+      await assert.rejects(store.revokeMandate(id, 'admin', new Date()), storeError);
+      assert.equal((await store.getMandate(id))?.status, 'active');
+      assert.deepEqual((await store.listRevocations(0, 10)).map((e) => e.id), [id]);
+    } finally {
+      await store.close();
     }
   });
 

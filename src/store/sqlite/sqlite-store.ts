@@ -6,24 +6,43 @@ import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import type {
   AdminTokenRecord,
+  EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
+  MandateFilter,
+  MandateRecord,
+  OAuthClientRecord,
+  RefreshTokenRecord,
   RegistrationEntry,
+  RevocationRecord,
   SigningKeyRecord,
   Store,
+  UserRecord,
 } from '../store.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   type AdminTokenRow,
   type EntryRow,
+  type EphemeralRow,
   type FederatedBundleRow,
   type JoinTokenRow,
+  type MandateRow,
+  type OAuthClientRow,
+  type RefreshTokenRow,
+  type RevocationRow,
   type SigningKeyRow,
+  type UserRow,
   toAdminToken,
   toEntry,
+  toEphemeral,
   toFederatedBundle,
   toJoinToken,
+  toMandate,
+  toOAuthClient,
+  toRefreshToken,
+  toRevocation,
   toSigningKey,
+  toUser,
 } from './rows.ts';
 
 /**
@@ -114,9 +133,28 @@ function toStoreError(op: string, err: unknown, expected: Expected = {}): Mandat
   return new MandateError('ERR_STORE', `sqlite store: ${op} failed: ${messageOf(err)}`, { cause: err });
 }
 
+/** JSON text of a record value; a value JSON cannot represent (undefined, a function) is a caller bug. */
+function jsonText(value: unknown, field: string): string {
+  const text = JSON.stringify(value) as string | undefined;
+  if (text === undefined) throw new MandateError('ERR_INTERNAL', `${field} is not representable as JSON`);
+  return text;
+}
+
+/** Guards counts handed to SQL (LIMIT, thresholds): SQLite would read a negative LIMIT as "no limit". */
+function requireCount(value: number, field: string, min: number): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new MandateError('ERR_INTERNAL', `${field} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Columns updateUser may change, by record field. */
+const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
+
 /**
  * better-sqlite3 is synchronous; the methods are async only to satisfy the Store interface. Each
  * statement is atomic on its own, and SQLite's write lock serialises writers across processes.
+ * Work of several statements runs in an IMMEDIATE transaction, which takes that lock up front.
  */
 class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -354,6 +392,361 @@ class SqliteStore implements Store {
       (this.stmt('SELECT * FROM federated_bundles ORDER BY trust_domain').all() as FederatedBundleRow[]).map(
         toFederatedBundle,
       ),
+    );
+  }
+
+  createUser(user: UserRecord): Promise<void> {
+    const username = user.username.toLowerCase();
+    return this.run(
+      'createUser',
+      () => {
+        this.stmt(
+            `INSERT INTO users
+               (id, username, display_name, password_hash, failed_logins, locked_until, disabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            user.id,
+            username,
+            user.displayName,
+            user.passwordHash,
+            requireCount(user.failedLogins, 'user failedLogins', 0),
+            requireDateOrNull(user.lockedUntil, 'user lockedUntil'),
+            user.disabled ? 1 : 0,
+            requireDate(user.createdAt, 'user createdAt'),
+          );
+      },
+      { conflict: `user "${user.id}" conflicts with an existing user (same id or username "${username}")` },
+    );
+  }
+
+  getUser(id: string): Promise<UserRecord | null> {
+    return this.run('getUser', () => {
+      const row = this.stmt('SELECT * FROM users WHERE id = ?').get(id) as UserRow | undefined;
+      return row ? toUser(row) : null;
+    });
+  }
+
+  findUserByUsername(username: string): Promise<UserRecord | null> {
+    return this.run('findUserByUsername', () => {
+      const row = this.stmt('SELECT * FROM users WHERE username = ?').get(username.toLowerCase()) as UserRow | undefined;
+      return row ? toUser(row) : null;
+    });
+  }
+
+  listUsers(): Promise<UserRecord[]> {
+    return this.run('listUsers', () => (this.stmt('SELECT * FROM users ORDER BY username').all() as UserRow[]).map(toUser));
+  }
+
+  updateUser(
+    id: string,
+    change: Partial<Pick<UserRecord, 'displayName' | 'passwordHash' | 'disabled'>>,
+  ): Promise<boolean> {
+    return this.run('updateUser', () => {
+      const sets: string[] = [];
+      const values: (string | number)[] = [];
+      for (const field of Object.keys(USER_COLUMNS) as (keyof typeof USER_COLUMNS)[]) {
+        const value = change[field];
+        if (value === undefined) continue;
+        sets.push(`${USER_COLUMNS[field]} = ?`);
+        values.push(typeof value === 'boolean' ? (value ? 1 : 0) : value);
+      }
+      if (sets.length === 0) return this.stmt('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined;
+      return this.stmt(`UPDATE users SET ${sets.join(', ')} WHERE id = ?`).run(...values, id).changes > 0;
+    });
+  }
+
+  recordLoginFailure(id: string, maxFailures: number, lockUntil: Date): Promise<UserRecord | null> {
+    return this.run('recordLoginFailure', () => {
+      // Both CASEs read the row as it was before this UPDATE, so they agree on whether it locks.
+      const row = this.stmt(
+          `UPDATE users SET
+             failed_logins = CASE WHEN failed_logins + 1 >= @max THEN 0 ELSE failed_logins + 1 END,
+             locked_until  = CASE WHEN failed_logins + 1 >= @max THEN @lockUntil ELSE locked_until END
+           WHERE id = @id RETURNING *`,
+        )
+        .get({
+          id,
+          max: requireCount(maxFailures, 'maxFailures', 1),
+          lockUntil: requireDate(lockUntil, 'user lockUntil'),
+        }) as UserRow | undefined;
+      return row ? toUser(row) : null;
+    });
+  }
+
+  recordLoginSuccess(id: string): Promise<void> {
+    return this.run('recordLoginSuccess', () => {
+      this.stmt('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?').run(id);
+    });
+  }
+
+  deleteUser(id: string): Promise<boolean> {
+    return this.run('deleteUser', () => this.stmt('DELETE FROM users WHERE id = ?').run(id).changes > 0);
+  }
+
+  createMandate(mandate: MandateRecord): Promise<void> {
+    return this.run(
+      'createMandate',
+      () => {
+        this.stmt(
+            `INSERT INTO mandates
+               (id, principal_issuer, principal_subject, principal_name, agent, scopes, resources, constraints,
+                max_depth, origin, client_id, created_at, expires_at, status, revoked_at, revoked_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            mandate.id,
+            mandate.principal.issuer,
+            mandate.principal.subject,
+            mandate.principal.name,
+            mandate.agent,
+            jsonText(mandate.scopes, 'mandate scopes'),
+            jsonText(mandate.resources, 'mandate resources'),
+            jsonText(mandate.constraints, 'mandate constraints'),
+            requireCount(mandate.maxDepth, 'mandate maxDepth', 0),
+            mandate.origin,
+            mandate.clientId,
+            requireDate(mandate.createdAt, 'mandate createdAt'),
+            requireDate(mandate.expiresAt, 'mandate expiresAt'),
+            mandate.status,
+            requireDateOrNull(mandate.revokedAt, 'mandate revokedAt'),
+            mandate.revokedBy,
+          );
+      },
+      { conflict: `mandate "${mandate.id}" already exists` },
+    );
+  }
+
+  getMandate(id: string): Promise<MandateRecord | null> {
+    return this.run('getMandate', () => {
+      const row = this.stmt('SELECT * FROM mandates WHERE id = ?').get(id) as MandateRow | undefined;
+      return row ? toMandate(row) : null;
+    });
+  }
+
+  listMandates(filter: MandateFilter): Promise<MandateRecord[]> {
+    return this.run('listMandates', () => {
+      const where: string[] = [];
+      const values: (string | number)[] = [];
+      const match = (clause: string, value: string | number): void => {
+        where.push(clause);
+        values.push(value);
+      };
+      if (filter.principalIssuer !== undefined) match('principal_issuer = ?', filter.principalIssuer);
+      if (filter.principalSubject !== undefined) match('principal_subject = ?', filter.principalSubject);
+      if (filter.agent !== undefined) match('agent = ?', filter.agent);
+      if (filter.status !== undefined) match('status = ?', filter.status);
+      if (filter.liveAt !== undefined) match('expires_at > ?', requireDate(filter.liveAt, 'mandate filter liveAt'));
+      let sql = 'SELECT * FROM mandates';
+      if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+      sql += ' ORDER BY created_at DESC, id DESC';
+      if (filter.limit !== undefined) {
+        sql += ' LIMIT ?';
+        values.push(requireCount(filter.limit, 'mandate filter limit', 0));
+      }
+      return (this.stmt(sql).all(...values) as MandateRow[]).map(toMandate);
+    });
+  }
+
+  revokeMandate(id: string, by: string, at: Date): Promise<MandateRecord | null> {
+    return this.run('revokeMandate', () => {
+      const revokedAt = requireDate(at, 'mandate revocation time');
+      return this.db
+        .transaction(() => {
+          const revoked = this.stmt(
+              `UPDATE mandates SET status = 'revoked', revoked_at = ?, revoked_by = ?
+               WHERE id = ? AND status = 'active' RETURNING *`,
+            )
+            .get(revokedAt, by, id) as MandateRow | undefined;
+          if (revoked) {
+            this.stmt(`INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', ?, ?, ?)`)
+              .run(id, revoked.expires_at, revokedAt);
+            return toMandate(revoked);
+          }
+          const row = this.stmt('SELECT * FROM mandates WHERE id = ?').get(id) as MandateRow | undefined;
+          return row ? toMandate(row) : null;
+        })
+        .immediate();
+    });
+  }
+
+  revokeToken(jti: string, expiresAt: Date, at: Date): Promise<number> {
+    return this.run('revokeToken', () => {
+      const expires = requireDate(expiresAt, 'token revocation expiresAt');
+      const revokedAt = requireDate(at, 'token revocation time');
+      return this.db
+        .transaction(() => {
+          const added = this.stmt(
+              `INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('token', ?, ?, ?)
+               ON CONFLICT (kind, id) DO NOTHING RETURNING seq`,
+            )
+            .get(jti, expires, revokedAt) as { seq: number } | undefined;
+          if (added) return added.seq;
+          const existing = this.stmt(`SELECT seq FROM revocations WHERE kind = 'token' AND id = ?`).get(jti) as
+            | { seq: number }
+            | undefined;
+          if (!existing) throw new Error('token revocation vanished inside its transaction');
+          return existing.seq;
+        })
+        .immediate();
+    });
+  }
+
+  listRevocations(afterSeq: number, limit: number): Promise<RevocationRecord[]> {
+    return this.run('listRevocations', () =>
+      (
+        this.stmt('SELECT * FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?')
+          .all(requireCount(afterSeq, 'revocation afterSeq', 0), requireCount(limit, 'revocation limit', 0)) as RevocationRow[]
+      ).map(toRevocation),
+    );
+  }
+
+  pruneRevocations(before: Date): Promise<number> {
+    return this.run('pruneRevocations', () =>
+      this.stmt('DELETE FROM revocations WHERE expires_at < ?').run(requireDate(before, 'revocation prune time')).changes,
+    );
+  }
+
+  createOAuthClient(client: OAuthClientRecord): Promise<void> {
+    return this.run(
+      'createOAuthClient',
+      () => {
+        this.stmt('INSERT INTO oauth_clients (client_id, metadata, secret_hash, created_at) VALUES (?, ?, ?, ?)')
+          .run(
+            client.clientId,
+            jsonText(client.metadata, 'OAuth client metadata'),
+            client.secretHash,
+            requireDate(client.createdAt, 'OAuth client createdAt'),
+          );
+      },
+      { conflict: `OAuth client "${client.clientId}" already exists` },
+    );
+  }
+
+  getOAuthClient(clientId: string): Promise<OAuthClientRecord | null> {
+    return this.run('getOAuthClient', () => {
+      const row = this.stmt('SELECT * FROM oauth_clients WHERE client_id = ?').get(clientId) as
+        | OAuthClientRow
+        | undefined;
+      return row ? toOAuthClient(row) : null;
+    });
+  }
+
+  deleteOAuthClient(clientId: string): Promise<boolean> {
+    return this.run(
+      'deleteOAuthClient',
+      () => this.stmt('DELETE FROM oauth_clients WHERE client_id = ?').run(clientId).changes > 0,
+    );
+  }
+
+  putEphemeral(record: Omit<EphemeralRecord, 'usedAt'>): Promise<void> {
+    return this.run('putEphemeral', () => {
+      this.stmt(
+          `INSERT INTO ephemeral_records (kind, key, value, expires_at, used_at) VALUES (?, ?, ?, ?, NULL)
+           ON CONFLICT (kind, key) DO UPDATE
+             SET value = excluded.value, expires_at = excluded.expires_at, used_at = NULL`,
+        )
+        .run(
+          record.kind,
+          record.key,
+          jsonText(record.value, 'ephemeral value'),
+          requireDate(record.expiresAt, 'ephemeral expiresAt'),
+        );
+    });
+  }
+
+  getEphemeral(kind: string, key: string, now: Date): Promise<EphemeralRecord | null> {
+    return this.run('getEphemeral', () => {
+      const row = this.stmt('SELECT * FROM ephemeral_records WHERE kind = ? AND key = ? AND expires_at > ?')
+        .get(kind, key, requireDate(now, 'ephemeral lookup time')) as EphemeralRow | undefined;
+      return row ? toEphemeral(row) : null;
+    });
+  }
+
+  consumeEphemeral(kind: string, key: string, now: Date): Promise<{ record: EphemeralRecord; consumed: boolean } | null> {
+    return this.run('consumeEphemeral', () => {
+      const ms = requireDate(now, 'ephemeral consumption time');
+      for (;;) {
+        const used = this.stmt(
+            `UPDATE ephemeral_records SET used_at = ?
+             WHERE kind = ? AND key = ? AND used_at IS NULL AND expires_at > ? RETURNING *`,
+          )
+          .get(ms, kind, key, ms) as EphemeralRow | undefined;
+        if (used) return { record: toEphemeral(used), consumed: true };
+        const earlier = this.stmt('SELECT * FROM ephemeral_records WHERE kind = ? AND key = ? AND expires_at > ?')
+          .get(kind, key, ms) as EphemeralRow | undefined;
+        if (!earlier) return null;
+        if (earlier.used_at !== null) return { record: toEphemeral(earlier), consumed: false };
+        // Another process replaced the record between the two statements: try the new one.
+      }
+    });
+  }
+
+  deleteEphemeral(kind: string, key: string): Promise<boolean> {
+    return this.run(
+      'deleteEphemeral',
+      () => this.stmt('DELETE FROM ephemeral_records WHERE kind = ? AND key = ?').run(kind, key).changes > 0,
+    );
+  }
+
+  pruneEphemeral(before: Date): Promise<number> {
+    return this.run(
+      'pruneEphemeral',
+      () =>
+        this.stmt('DELETE FROM ephemeral_records WHERE expires_at < ?').run(requireDate(before, 'ephemeral prune time'))
+          .changes,
+    );
+  }
+
+  createRefreshToken(token: RefreshTokenRecord): Promise<void> {
+    return this.run(
+      'createRefreshToken',
+      () => {
+        this.stmt(
+            `INSERT INTO refresh_tokens
+               (token_hash, family_id, client_id, principal_issuer, principal_subject, principal_name,
+                scopes, resources, dpop_jkt, expires_at, created_at, used_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            token.tokenHash,
+            token.familyId,
+            token.clientId,
+            token.principal.issuer,
+            token.principal.subject,
+            token.principal.name,
+            jsonText(token.scopes, 'refresh token scopes'),
+            jsonText(token.resources, 'refresh token resources'),
+            token.dpopJkt,
+            requireDate(token.expiresAt, 'refresh token expiresAt'),
+            requireDate(token.createdAt, 'refresh token createdAt'),
+            requireDateOrNull(token.usedAt, 'refresh token usedAt'),
+          );
+      },
+      { conflict: `refresh token of family "${token.familyId}" conflicts with an existing token (same hash)` },
+    );
+  }
+
+  consumeRefreshToken(tokenHash: string, now: Date): Promise<{ token: RefreshTokenRecord; consumed: boolean } | null> {
+    return this.run('consumeRefreshToken', () => {
+      const ms = requireDate(now, 'refresh token consumption time');
+      const used = this.stmt(
+          `UPDATE refresh_tokens SET used_at = ?
+           WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING *`,
+        )
+        .get(ms, tokenHash, ms) as RefreshTokenRow | undefined;
+      if (used) return { token: toRefreshToken(used), consumed: true };
+      // A token's used_at never goes back to NULL, so a live row found here was spent earlier.
+      const earlier = this.stmt('SELECT * FROM refresh_tokens WHERE token_hash = ? AND expires_at > ?')
+        .get(tokenHash, ms) as RefreshTokenRow | undefined;
+      return earlier ? { token: toRefreshToken(earlier), consumed: false } : null;
+    });
+  }
+
+  revokeRefreshFamily(familyId: string): Promise<number> {
+    return this.run(
+      'revokeRefreshFamily',
+      () => this.stmt('DELETE FROM refresh_tokens WHERE family_id = ?').run(familyId).changes,
     );
   }
 
