@@ -30,6 +30,7 @@ import { ensureAdminToken } from './admin-auth.ts';
 import { sendJson } from './http/context.ts';
 import { Router } from './http/router.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { consentRoutes } from './routes/consent.ts';
 import { identityRoutes } from './routes/identity.ts';
 import { oauthRoutes } from './routes/oauth.ts';
 
@@ -224,6 +225,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     closers.push(() => delegation.stop());
     adminRoutes(router, { store, authority, keys, federation, events, delegation });
     oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
+    consentRoutes(router, delegation);
     const mtlsUrl = await startMtlsListener(config, delegation, logger, serverOptions, closers);
 
     const rotation = setInterval(() => {

@@ -40,6 +40,7 @@ export function storeSuite<S extends Store>(
     let store: S;
     /** A second store on the same database: concurrent callers alternate between the two. */
     let second: S;
+    const either = (i: number): S => (i % 2 === 0 ? store : second);
     before(async () => {
       store = await open();
       second = await open();
@@ -72,7 +73,12 @@ export function storeSuite<S extends Store>(
       });
 
       it('round-trips an oauth key, listed apart from the identity keys', async () => {
-        const key = signingKey({ kind: 'oauth', state: 'active', publicData: '{"kty":"EC","crv":"P-256","kid":"k1"}', trustAnchors: '' });
+        const key = signingKey({
+          kind: 'oauth',
+          state: 'active',
+          publicData: '{"kty":"EC","crv":"P-256","kid":"k1"}',
+          trustAnchors: '',
+        });
         await store.putSigningKey(key);
         assert.deepEqual(await findKey(store, key), key);
         for (const kind of ['x509-ca', 'jwt'] as const) {
@@ -385,7 +391,7 @@ export function storeSuite<S extends Store>(
         const u = user();
         await store.createUser(u);
         const results = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : second).recordLoginFailure(u.id, 4, at(500))),
+          Array.from({ length: 10 }, (_, i) => either(i).recordLoginFailure(u.id, 4, at(500))),
         );
         // Each failure saw the one before it: counts 1,2,3,lock, 1,2,3,lock, 1,2 in some order.
         assert.deepEqual(results.map((r) => r?.failedLogins).sort(), [0, 0, 1, 1, 1, 2, 2, 2, 3, 3]);
@@ -496,7 +502,10 @@ export function storeSuite<S extends Store>(
         const other = issuerUrl();
         const alice = mandate({ principal: { issuer, subject: 'alice', name: 'Alice' }, createdAt: at(3) });
         const bob = mandate({ principal: { issuer, subject: 'bob', name: 'Bob' }, createdAt: at(2) });
-        const aliceElsewhere = mandate({ principal: { issuer: other, subject: 'alice', name: 'Alice' }, createdAt: at(1) });
+        const aliceElsewhere = mandate({
+          principal: { issuer: other, subject: 'alice', name: 'Alice' },
+          createdAt: at(1),
+        });
         for (const m of [alice, bob, aliceElsewhere]) await store.createMandate(m);
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer }), [alice, bob]);
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, principalSubject: 'alice' }), [alice]);
@@ -523,17 +532,26 @@ export function storeSuite<S extends Store>(
         const principal = { issuer, subject: 'alice', name: 'Alice' };
         const live = mandate({ principal, createdAt: at(3), expiresAt: at(1000) });
         const endsAtCutoff = mandate({ principal, createdAt: at(2), expiresAt: at(500) });
-        const revoked = mandate({ principal, createdAt: at(1), expiresAt: at(1000), status: 'revoked', revokedAt: at(5), revokedBy: 'alice' });
+        const revoked = mandate({
+          principal,
+          createdAt: at(1),
+          expiresAt: at(1000),
+          status: 'revoked',
+          revokedAt: at(5),
+          revokedBy: 'alice',
+        });
         for (const m of [live, endsAtCutoff, revoked]) await store.createMandate(m);
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, status: 'active' }), [live, endsAtCutoff]);
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, status: 'revoked' }), [revoked]);
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: at(500) }), [live, revoked]);
         const justBefore = new Date(at(500).getTime() - 1);
-        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: justBefore }), [live, endsAtCutoff, revoked]);
-        assert.deepEqual(
-          await store.listMandates({ principalIssuer: issuer, principalSubject: 'alice', status: 'active', liveAt: at(500) }),
-          [live],
-        );
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: justBefore }), [
+          live,
+          endsAtCutoff,
+          revoked,
+        ]);
+        const everyFilter = { principalIssuer: issuer, principalSubject: 'alice', status: 'active', liveAt: at(500) } as const;
+        assert.deepEqual(await store.listMandates(everyFilter), [live]);
       });
 
       it('applies the limit after ordering; 0 gives none; a negative or fractional limit is ERR_INTERNAL', async () => {
@@ -545,7 +563,8 @@ export function storeSuite<S extends Store>(
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, limit: 10 }), [...ms].reverse());
         assert.deepEqual(await store.listMandates({ principalIssuer: issuer, limit: 0 }), []);
         for (const limit of [-1, 1.5, Number.NaN]) {
-          await assert.rejects(store.listMandates({ principalIssuer: issuer, limit }), code('ERR_INTERNAL'), `limit ${limit}`);
+          const listing = store.listMandates({ principalIssuer: issuer, limit });
+          await assert.rejects(listing, code('ERR_INTERNAL'), `limit ${limit}`);
         }
       });
     });
@@ -560,8 +579,9 @@ export function storeSuite<S extends Store>(
         assert.deepEqual(await store.getMandate(m.id), revoked);
         const entries = await store.listRevocations(mark, 100);
         assert.equal(entries.length, 1);
-        assert.deepEqual(entries[0], { seq: entries[0]?.seq, kind: 'mandate', id: m.id, expiresAt: at(7200), revokedAt: at(60) });
-        assert.ok((entries[0]?.seq ?? 0) > mark);
+        const seq = entries[0]?.seq ?? 0;
+        assert.deepEqual(entries[0], { seq, kind: 'mandate', id: m.id, expiresAt: at(7200), revokedAt: at(60) });
+        assert.ok(seq > mark);
       });
 
       it('returns an already revoked mandate unchanged, without a second entry', async () => {
@@ -594,7 +614,7 @@ export function storeSuite<S extends Store>(
         await store.createMandate(m);
         const mark = await newestSeq(store);
         const results = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).revokeMandate(m.id, `by-${i}`, at(100 + i))),
+          Array.from({ length: 20 }, (_, i) => either(i).revokeMandate(m.id, `by-${i}`, at(100 + i))),
         );
         const final = await store.getMandate(m.id);
         assert.equal(final?.status, 'revoked');
@@ -627,7 +647,7 @@ export function storeSuite<S extends Store>(
         const jti = randomUUID();
         const mark = await newestSeq(store);
         const seqs = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? store : second).revokeToken(jti, at(300), at(i))),
+          Array.from({ length: 10 }, (_, i) => either(i).revokeToken(jti, at(300), at(i))),
         );
         assert.equal(new Set(seqs).size, 1);
         assert.deepEqual((await store.listRevocations(mark, 100)).map((e) => [e.seq, e.id]), [[seqs[0], jti]]);
@@ -646,7 +666,10 @@ export function storeSuite<S extends Store>(
         const s3 = await store.revokeToken(t2, at(300), at(3));
         await store.revokeMandate(m2.id, 'admin', at(4));
         const entries = await store.listRevocations(mark, 100);
-        assert.deepEqual(entries.map((e) => [e.kind, e.id]), [['token', t1], ['mandate', m1.id], ['token', t2], ['mandate', m2.id]]);
+        assert.deepEqual(
+          entries.map((e) => [e.kind, e.id]),
+          [['token', t1], ['mandate', m1.id], ['token', t2], ['mandate', m2.id]],
+        );
         const seqs = entries.map((e) => e.seq);
         assert.deepEqual([...seqs].sort((a, b) => a - b), seqs);
         assert.equal(new Set(seqs).size, 4);
@@ -676,7 +699,7 @@ export function storeSuite<S extends Store>(
         const mark = await newestSeq(store);
         const jtis = Array.from({ length: 150 }, () => randomUUID());
         // Each reader acts as a verifier: it asks only for what came after the last seq it saw.
-        const readers = Array.from({ length: 4 }, (_, i) => ({ from: i % 2 === 0 ? store : second, after: mark, seen: new Set<string>() }));
+        const readers = Array.from({ length: 4 }, (_, i) => ({ from: either(i), after: mark, seen: new Set<string>() }));
         const follow = async (r: (typeof readers)[number]): Promise<void> => {
           for (const e of await r.from.listRevocations(r.after, 1000)) {
             r.seen.add(e.id);
@@ -691,7 +714,7 @@ export function storeSuite<S extends Store>(
           }
         });
         try {
-          await Promise.all(jtis.map((jti, i) => (i % 2 === 0 ? store : second).revokeToken(jti, at(300), at(i))));
+          await Promise.all(jtis.map((jti, i) => either(i).revokeToken(jti, at(300), at(i))));
         } finally {
           writing = false;
           await Promise.all(reading);
@@ -763,7 +786,8 @@ export function storeSuite<S extends Store>(
         assert.equal(await store.getOAuthClient(`missing-${randomUUID()}`), null);
         const client = oauthClient();
         await store.createOAuthClient(client);
-        await assert.rejects(store.createOAuthClient({ ...client, metadata: { client_name: 'impostor' } }), code('ERR_CONFLICT'));
+        const impostor = { ...client, metadata: { client_name: 'impostor' } };
+        await assert.rejects(store.createOAuthClient(impostor), code('ERR_CONFLICT'));
         assert.deepEqual(await store.getOAuthClient(client.clientId), client);
       });
 
@@ -780,7 +804,7 @@ export function storeSuite<S extends Store>(
       it('round-trips JSON values of every shape', async () => {
         const kind = `kind-${hex(4)}`;
         const values: unknown[] = [
-          { clientId: 'cli', scopes: ['a', 'b'], pkce: { method: 'S256', challenge: hex(16) }, n: 1.5, ok: true, none: null },
+          { clientId: 'cli', scopes: ['a', 'b'], pkce: { method: 'S256', challenge: hex(16) }, n: 1.5, none: null },
           ['x', 1, [2, [3]], {}],
           'plain string with "quotes"',
           42,
@@ -837,8 +861,9 @@ export function storeSuite<S extends Store>(
       it('consumes once; a reuse comes back unconsumed with the first usedAt', async () => {
         const r = ephemeral();
         await store.putEphemeral(r);
-        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(10)), { record: { ...r, usedAt: at(10) }, consumed: true });
-        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(20)), { record: { ...r, usedAt: at(10) }, consumed: false });
+        const usedRecord = { ...r, usedAt: at(10) };
+        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(10)), { record: usedRecord, consumed: true });
+        assert.deepEqual(await store.consumeEphemeral(r.kind, r.key, at(20)), { record: usedRecord, consumed: false });
         assert.deepEqual(await store.getEphemeral(r.kind, r.key, at(30)), { ...r, usedAt: at(10) });
       });
 
@@ -859,7 +884,7 @@ export function storeSuite<S extends Store>(
         const r = ephemeral();
         await store.putEphemeral(r);
         const results = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).consumeEphemeral(r.kind, r.key, at(100 + i))),
+          Array.from({ length: 20 }, (_, i) => either(i).consumeEphemeral(r.kind, r.key, at(100 + i))),
         );
         const winners = results.filter((x) => x?.consumed === true);
         assert.equal(winners.length, 1);
@@ -902,7 +927,11 @@ export function storeSuite<S extends Store>(
 
     describe('refresh tokens', () => {
       it('consumes a token once with every field intact, then reports the reuse', async () => {
-        const t = refreshToken({ dpopJkt: hex(32), scopes: ['issues:read', 'offline_access'], resources: ['https://tools.example/mcp'] });
+        const t = refreshToken({
+          dpopJkt: hex(32),
+          scopes: ['issues:read', 'offline_access'],
+          resources: ['https://tools.example/mcp'],
+        });
         await store.createRefreshToken(t);
         const first = await store.consumeRefreshToken(t.tokenHash, at(100));
         assert.deepEqual(first, { token: { ...t, usedAt: at(100) }, consumed: true });
@@ -945,7 +974,7 @@ export function storeSuite<S extends Store>(
         const t = refreshToken();
         await store.createRefreshToken(t);
         const results = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? store : second).consumeRefreshToken(t.tokenHash, at(100 + i))),
+          Array.from({ length: 20 }, (_, i) => either(i).consumeRefreshToken(t.tokenHash, at(100 + i))),
         );
         const winners = results.filter((x) => x?.consumed === true);
         assert.equal(winners.length, 1);
@@ -1062,7 +1091,7 @@ export function storeUpgradeSuite<S extends Store>(
       const keys = [
         signingKey({ kind: 'x509-ca', state: 'retired', createdAt: at(1), publishUntil: at(99) }),
         signingKey({ kind: 'x509-ca', state: 'active', createdAt: at(2) }),
-        signingKey({ kind: 'jwt', state: 'prepared', trustAnchors: '', publicData: '{"kty":"EC","kid":"j1"}', createdAt: at(3) }),
+        signingKey({ kind: 'jwt', trustAnchors: '', publicData: '{"kty":"EC","kid":"j1"}', createdAt: at(3) }),
       ];
       const db = await createVersion1(keys);
       const store = await db.open();
@@ -1072,19 +1101,22 @@ export function storeUpgradeSuite<S extends Store>(
         assert.deepEqual(await store.listSigningKeys('jwt'), [keys[2]]);
         assert.deepEqual(await store.listSigningKeys('oauth'), []);
 
-        const oauth = signingKey({ kind: 'oauth', trustAnchors: '', publicData: '{"kty":"EC","kid":"o1"}', createdAt: at(4) });
+        const oauth = signingKey({ kind: 'oauth', trustAnchors: '', publicData: '{"kid":"o1"}', createdAt: at(4) });
         await store.putSigningKey(oauth);
         assert.deepEqual(await store.listSigningKeys('oauth'), [oauth]);
         // The primary key and the CHECK constraints came through the upgrade.
         await assert.rejects(store.putSigningKey({ ...oauth, kind: 'jwt' }), code('ERR_CONFLICT'));
-        await assert.rejects(store.putSigningKey(signingKey({ kind: 'ssh' as SigningKeyRecord['kind'] })), code('ERR_STORE'));
-        await assert.rejects(store.putSigningKey(signingKey({ state: 'lost' as SigningKeyRecord['state'] })), code('ERR_STORE'));
+        const badKind = signingKey({ kind: 'ssh' as SigningKeyRecord['kind'] });
+        const badState = signingKey({ state: 'lost' as SigningKeyRecord['state'] });
+        await assert.rejects(store.putSigningKey(badKind), code('ERR_STORE'));
+        await assert.rejects(store.putSigningKey(badState), code('ERR_STORE'));
         await store.updateSigningKeyState(keys[1]?.id ?? '', 'retired', at(50));
 
         const again = await db.open();
         try {
           assert.equal(await again.schemaVersion(), await store.schemaVersion());
-          assert.deepEqual(await again.listSigningKeys('x509-ca'), [keys[0], { ...keys[1], state: 'retired', publishUntil: at(50) }]);
+          const retired = { ...keys[1], state: 'retired', publishUntil: at(50) };
+          assert.deepEqual(await again.listSigningKeys('x509-ca'), [keys[0], retired]);
           assert.deepEqual(await again.listSigningKeys('oauth'), [oauth]);
         } finally {
           await again.close();

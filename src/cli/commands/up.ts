@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { loadConfigFile } from '../../config/load.ts';
 import { createLogger } from '../../observability/logger.ts';
 import { startMandate, type RunningMandate } from '../../server/app.ts';
-import { seedDemo } from '../demo.ts';
+import { DEMO_USER, seedDemo, type DemoSeed } from '../demo.ts';
 import { resolveConfigPath, resolveDataDir } from '../paths.ts';
 
 export function upCommand(program: Command): void {
@@ -28,7 +28,7 @@ Examples:
     });
 }
 
-function printBanner(m: RunningMandate, dataDir: string, demo?: { spiffeId: string; joinToken: string }): void {
+function printBanner(m: RunningMandate, dataDir: string, demo?: DemoSeed): void {
   const lines = [
     '',
     `Mandate is up at ${m.url}  (trust domain ${m.authority.trustDomain}, data in ${resolve(dataDir)})`,
@@ -45,7 +45,10 @@ function printBanner(m: RunningMandate, dataDir: string, demo?: { spiffeId: stri
       '  openssl verify -CAfile ./svid/bundle.pem ./svid/svid.pem',
       '  npx mandate token create --spiffe-id ' + demo.spiffeId + '               # a token for the agent',
       '  npx mandate agent --join-token <token> --socket /tmp/mandate-agent.sock --out-dir ./agent-svid',
+      `  npx mandate mandates grant --user ${DEMO_USER} --agent ${demo.spiffeId} --scope issues:read --resource ${m.url}/mcp/issues`,
+      `  open ${m.issuer}/.well-known/oauth-authorization-server`,
     );
+    if (demo.userPassword) lines.push('', `Demo user (consent pages): ${DEMO_USER} / ${demo.userPassword}   (shown once)`);
   }
   lines.push('', 'Stop with Ctrl-C.', '');
   process.stderr.write(lines.join('\n') + '\n');

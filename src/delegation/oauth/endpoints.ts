@@ -94,26 +94,21 @@ export function introspectionEndpoint(o: OAuthContext, listener: Listener) {
   return (ctx: RequestContext) => oauthReply(ctx, async () => {
     const { params, client } = await readRequest(o, ctx, listener);
     if (client.method === 'none') throw new OAuthError('invalid_client', 'introspection needs an authenticated client (RFC 7662 §2.1); public clients cannot introspect');
-    const token = params.require('token');
     const hint = params.get('token_type_hint');
-    if (hint === 'refresh_token') {
-      sendJson(ctx.res, 200, { active: false });
-      return;
-    }
-    let claims;
-    try {
-      claims = await o.verifier.verifySignature(token, o.now());
-    } catch {
-      sendJson(ctx.res, 200, { active: false });
-      return;
-    }
-    if (o.revocation.isRevoked({ jti: claims.jti, mandate: claims.mandate })) {
-      sendJson(ctx.res, 200, { active: false });
-      return;
-    }
-    const boundType = claims.cnf?.jkt ? 'DPoP' : 'Bearer';
-    sendJson(ctx.res, 200, { active: true, ...claims, token_type: boundType, act_chain: actChain(claims.act) });
+    sendJson(ctx.res, 200, hint === 'refresh_token' ? { active: false } : await introspect(o, params.require('token')));
   });
+}
+
+/** RFC 7662 §2.2 response for one access token: inactive when invalid, expired or revoked. */
+export async function introspect(o: OAuthContext, token: string): Promise<Record<string, unknown>> {
+  let claims;
+  try {
+    claims = await o.verifier.verifySignature(token, o.now());
+  } catch {
+    return { active: false };
+  }
+  if (o.revocation.isRevoked({ jti: claims.jti, mandate: claims.mandate })) return { active: false };
+  return { active: true, ...claims, token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer', act_chain: actChain(claims.act) };
 }
 
 /**

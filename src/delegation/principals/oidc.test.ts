@@ -155,6 +155,7 @@ describe('OidcProviders against a real OpenID Connect provider', () => {
       ['wrong iss (mix-up)', pending, withQuery({ code, state: pending.state, iss: 'https://idp.other.example' }), 'invalid_request', /response of identity provider "idp" .* is invalid: .*"iss"/],
       ['unknown provider', { ...pending, providerId: 'nope' }, callback, 'invalid_request', /unknown identity provider "nope"/],
       ['malformed pending', { ...pending, nonce: 42 } as unknown as PendingSignIn, callback, 'invalid_request', /malformed/],
+      ['pending redirect URI not a URL', { ...pending, redirectUri: 'not a url' }, callback, 'invalid_request', /malformed/],
     ];
     for (const [name, p, url, code2, pattern] of cases) {
       await rejectsOAuth(providers.completeSignIn(p, url), code2, pattern).catch((err: unknown) => assert.fail(`${name}: ${String(err)}`));

@@ -223,7 +223,7 @@ export class OidcProviders {
     const provider = this.#provider(id);
     const redirect = parseUrl(redirectUri);
     if (redirect === undefined || (redirect.protocol !== 'https:' && redirect.protocol !== 'http:') || redirect.search !== '' || redirect.hash !== '') {
-      throw new OAuthError('invalid_request', `redirect URI "${redirectUri}" must be an absolute http(s) URL without query or fragment`);
+      throw new OAuthError('invalid_request', `redirect URI "${quote(String(redirectUri))}" must be an absolute http(s) URL without query or fragment`);
     }
     const { config } = await this.#connect(provider);
     const state = client.randomState();
@@ -282,9 +282,10 @@ export class OidcProviders {
     }
     if (!params.has('code')) throw new OAuthError('invalid_request', `the sign-in response from identity provider "${id}" has no authorization code`);
 
-    const connection = await this.#connect(provider);
-    const current = new URL(pending.redirectUri);
+    const current = parseUrl(pending.redirectUri);
+    if (current === undefined) throw new OAuthError('invalid_request', 'the pending sign-in is malformed');
     current.search = callbackUrl.search;
+    const connection = await this.#connect(provider);
     let idToken: string | undefined;
     let accessToken: string;
     try {

@@ -4,6 +4,7 @@
  * event recording as the identity half (admin.ts).
  */
 import type { DelegationAuthority } from '../../delegation/authority.ts';
+import { introspect } from '../../delegation/oauth/endpoints.ts';
 import { MandateError } from '../../errors.ts';
 import { parseDurationSeconds } from '../../config/duration.ts';
 import type { MandateRecord, UserRecord } from '../../store/store.ts';
@@ -133,6 +134,11 @@ export function adminDelegationRoutes(on: (method: string, path: string, action:
     return mandateToJson(mandate);
   });
   on('POST', '/admin/v1/mandates/:id/revoke', 'mandate.revoke', async (ctx) => mandateToJson(await mandates.revoke(ctx.params.id as string, 'admin')));
+  on('POST', '/admin/v1/tokens/introspect', 'token.introspect', async (ctx) => {
+    const token = optionalString(object(await ctx.json()), 'token');
+    if (!token) throw new MandateError('ERR_BAD_REQUEST', 'token is required');
+    return introspect(delegation.oauth, token);
+  });
   on('POST', '/admin/v1/oauth/keys/rotate', 'oauth_key.rotate', async () => {
     const result = await delegation.keys.rotate();
     return { kind: 'oauth', phase: result.phase, key_id: result.keyId };

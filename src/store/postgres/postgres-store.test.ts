@@ -118,7 +118,8 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
       const blocked = async (): Promise<number> => {
         const { rows } = await withClient(url, (c) =>
           c.query<{ n: number }>(
-            'SELECT count(*)::integer AS n FROM pg_stat_activity WHERE application_name = $1 AND cardinality(pg_blocking_pids(pid)) > 0',
+            `SELECT count(*)::integer AS n FROM pg_stat_activity
+             WHERE application_name = $1 AND cardinality(pg_blocking_pids(pid)) > 0`,
             [app],
           ),
         );
@@ -135,7 +136,10 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
         await withClient(url, async (raw) => {
           await raw.query(`SET search_path = "${s}"`);
           await raw.query('BEGIN');
-          await raw.query(`INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('token', $1, $2, now())`, [x, expires]);
+          await raw.query(
+            `INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('token', $1, $2, now())`,
+            [x, expires],
+          );
           const revokeX = store.revokeToken(x, expires, new Date());
           await until(async () => (await blocked()) >= 1);
           let ySettled = false;
@@ -161,16 +165,31 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
       try {
         const id = `m-${randomBytes(6).toString('hex')}`;
         await store.createMandate({
-          id, principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
-          agent: 'spiffe://example.org/agent/a', scopes: ['s'], resources: [], constraints: {}, maxDepth: 0,
-          origin: 'admin', clientId: null, createdAt: new Date(0), expiresAt: new Date(Date.UTC(2030, 0, 1)),
-          status: 'active', revokedAt: null, revokedBy: null,
+          id,
+          principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
+          agent: 'spiffe://example.org/agent/a',
+          scopes: ['s'],
+          resources: [],
+          constraints: {},
+          maxDepth: 0,
+          origin: 'admin',
+          clientId: null,
+          createdAt: new Date(0),
+          expiresAt: new Date(Date.UTC(2030, 0, 1)),
+          status: 'active',
+          revokedAt: null,
+          revokedBy: null,
         });
         // An entry the store did not write makes its own insert fail inside the transaction.
         await withClient(url, (c) =>
-          c.query(`INSERT INTO "${s}".revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', $1, now(), now())`, [id]),
+          c.query(
+            `INSERT INTO "${s}".revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', $1, now(), now())`,
+            [id],
+          ),
         );
-        await assert.rejects(store.revokeMandate(id, 'admin', new Date()), (err: unknown) => isMandateError(err, 'ERR_STORE'));
+        await assert.rejects(store.revokeMandate(id, 'admin', new Date()), (err: unknown) =>
+          isMandateError(err, 'ERR_STORE'),
+        );
         assert.equal((await store.getMandate(id))?.status, 'active');
         assert.deepEqual((await store.listRevocations(0, 10)).map((e) => e.id), [id]);
       } finally {

@@ -491,7 +491,8 @@ class PgStore implements PostgresStore {
       values.push(value);
       sets.push(`${USER_COLUMNS[field]} = $${values.length}`);
     }
-    const sql = sets.length === 0 ? 'SELECT 1 FROM users WHERE id = $1' : `UPDATE users SET ${sets.join(', ')} WHERE id = $1`;
+    const sql =
+      sets.length === 0 ? 'SELECT 1 FROM users WHERE id = $1' : `UPDATE users SET ${sets.join(', ')} WHERE id = $1`;
     const { rowCount } = await this.query('updateUser', sql, values);
     return (rowCount ?? 0) > 0;
   }

@@ -102,9 +102,20 @@ describe('sqlite store specifics', () => {
       const id = randomUUID();
       const expiresAt = new Date(Date.UTC(2030, 0, 1, 0, 0, 0, 123));
       await store.createMandate({
-        id, principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
-        agent: 'spiffe://example.org/agent/a', scopes: ['s'], resources: [], constraints: {}, maxDepth: 0,
-        origin: 'admin', clientId: null, createdAt: new Date(0), expiresAt, status: 'active', revokedAt: null, revokedBy: null,
+        id,
+        principal: { issuer: 'https://mandate.example', subject: 'alice', name: 'Alice' },
+        agent: 'spiffe://example.org/agent/a',
+        scopes: ['s'],
+        resources: [],
+        constraints: {},
+        maxDepth: 0,
+        origin: 'admin',
+        clientId: null,
+        createdAt: new Date(0),
+        expiresAt,
+        status: 'active',
+        revokedAt: null,
+        revokedBy: null,
       });
       // An entry the store did not write makes its own insert fail inside the transaction.
       const raw = new Database(path);

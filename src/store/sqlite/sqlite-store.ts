@@ -435,7 +435,9 @@ class SqliteStore implements Store {
   }
 
   listUsers(): Promise<UserRecord[]> {
-    return this.run('listUsers', () => (this.stmt('SELECT * FROM users ORDER BY username').all() as UserRow[]).map(toUser));
+    return this.run('listUsers', () =>
+      (this.stmt('SELECT * FROM users ORDER BY username').all() as UserRow[]).map(toUser),
+    );
   }
 
   updateUser(
@@ -593,12 +595,12 @@ class SqliteStore implements Store {
   }
 
   listRevocations(afterSeq: number, limit: number): Promise<RevocationRecord[]> {
-    return this.run('listRevocations', () =>
-      (
-        this.stmt('SELECT * FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?')
-          .all(requireCount(afterSeq, 'revocation afterSeq', 0), requireCount(limit, 'revocation limit', 0)) as RevocationRow[]
-      ).map(toRevocation),
-    );
+    return this.run('listRevocations', () => {
+      const after = requireCount(afterSeq, 'revocation afterSeq', 0);
+      const max = requireCount(limit, 'revocation limit', 0);
+      const rows = this.stmt('SELECT * FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?').all(after, max);
+      return (rows as RevocationRow[]).map(toRevocation);
+    });
   }
 
   pruneRevocations(before: Date): Promise<number> {
