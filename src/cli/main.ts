@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { MandateError } from '../errors.ts';
 import { adminApiCommands } from './commands/admin-api.ts';
 import { agentCommand } from './commands/agent.ts';
+import { delegationCommands } from './commands/delegation.ts';
 import { svidCommands } from './commands/svid.ts';
 import { upCommand } from './commands/up.ts';
 
@@ -21,10 +22,13 @@ Examples:
   $ mandate entry create --spiffe-id spiffe://example.org/agent/triage-bot
   $ mandate token create --spiffe-id spiffe://example.org/agent/triage-bot
   $ mandate agent --join-token mjt_... --socket /tmp/mandate-agent.sock
+  $ mandate mandates grant --user alice --agent spiffe://example.org/agent/triage-bot \\
+      --scope issues:read --resource https://tools.example/mcp/issues --ttl 8h
   $ mandate <command> --help                         # help and examples for one command`);
 
 upCommand(program);
 adminApiCommands(program);
+delegationCommands(program);
 svidCommands(program);
 agentCommand(program);
 

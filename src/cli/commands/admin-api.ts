@@ -101,10 +101,10 @@ Example:
   });
   key
     .command('rotate <kind>')
-    .description('rotate "x509-ca" or "jwt": the first call publishes a new key, the second activates it')
+    .description('rotate "x509-ca", "jwt" or "oauth" (access-token signing): the first call publishes a new key, the second activates it')
     .action(async (kind: string, _o, cmd: Command) => {
       const { client, json } = clientFrom(cmd);
-      print(await client.request('POST', '/admin/v1/keys/rotate', { kind }), json);
+      print(kind === 'oauth' ? await client.request('POST', '/admin/v1/oauth/keys/rotate') : await client.request('POST', '/admin/v1/keys/rotate', { kind }), json);
     });
 
   const ca = program.command('ca').description('the certificate authority of this trust domain');
