@@ -25,6 +25,8 @@ export interface DelegationAuthorityOptions {
   config: DelegationConfig;
   /** This authority's issuer identifier: the server's public URL. */
   issuer: string;
+  /** Base URL of the mutual-TLS listener as clients reach it, when there is one. */
+  mtlsUrl?: string;
   store: Store;
   kek: KeyEncryptionKey;
   events: EventSink;
@@ -73,7 +75,8 @@ export class DelegationAuthority {
     this.providers = new OidcProviders(config.providers, { events });
     this.oauth = {
       issuer: opts.issuer,
-      tokenEndpoints: [`${opts.issuer}${OAUTH_PATHS.token}`, ...(config.mtls ? [`${config.mtls.publicUrl}${OAUTH_PATHS.token}`] : [])],
+      tokenEndpoints: [`${opts.issuer}${OAUTH_PATHS.token}`, ...(opts.mtlsUrl ? [`${opts.mtlsUrl}${OAUTH_PATHS.token}`] : [])],
+      mtlsUrl: opts.mtlsUrl,
       config, store,
       keys: this.keys,
       mandates: this.mandates,

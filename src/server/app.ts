@@ -90,14 +90,14 @@ function listen(server: Server, port: number, host: string): Promise<void> {
  * The mutual-TLS listener (RFC 8705): token, introspection and revocation endpoints where clients
  * authenticate with X.509-SVIDs and tokens bind to the client certificate. The TLS layer asks for a
  * certificate but accepts any; the endpoints verify it as an SVID against our and federated bundles.
+ * Bound before the delegation authority is built, so the URLs it publishes carry the real port.
  */
-async function startMtlsListener(
+async function bindMtlsListener(
   config: MandateConfig,
-  delegation: DelegationAuthority,
   logger: Logger,
   serverOptions: Record<string, number>,
   closers: Array<() => Promise<void> | void>,
-): Promise<string | undefined> {
+): Promise<{ router: Router; url: string } | undefined> {
   const mtls = config.delegation.mtls;
   if (!mtls) return undefined;
   const router = new Router({ logger, maxBodyBytes: config.server.maxBodyBytes });
@@ -111,10 +111,8 @@ async function startMtlsListener(
   await listen(server, mtls.listen.port, mtls.listen.host);
   closers.push(() => closeServer(server));
   const url = mtls.listen.port === 0 && mtls.publicUrl.endsWith(':0') ? boundUrl(server, 'https') : mtls.publicUrl;
-  oauthRoutes(router, delegation, { baseUrl: url, mtls: true });
-  return url;
+  return { router, url };
 }
-
 
 function loadKek(config: MandateConfig, dataDir: string): { kek: KeyEncryptionKey; created: boolean } {
   if (config.keys.kek) return { kek: KeyEncryptionKey.fromBytes(config.keys.kek.reveal()), created: false };
@@ -216,8 +214,10 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
 
     // The issuer is the public URL; when that was derived from a listen port of 0, the bound port.
     const issuer = config.server.publicUrlFromListen ? url : config.server.publicUrl;
+    const mtls = await bindMtlsListener(config, logger, serverOptions, closers);
+    const mtlsUrl = mtls?.url;
     const delegation = new DelegationAuthority({
-      config: config.delegation, issuer, store, kek, events,
+      config: config.delegation, issuer, mtlsUrl, store, kek, events,
       bundles: () => authority.bundles(),
       metadataDocumentOptions: opts.metadataDocumentOptions,
     });
@@ -226,7 +226,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     adminRoutes(router, { store, authority, keys, federation, events, delegation });
     oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
     consentRoutes(router, delegation);
-    const mtlsUrl = await startMtlsListener(config, delegation, logger, serverOptions, closers);
+    if (mtls) oauthRoutes(mtls.router, delegation, { baseUrl: mtls.url, mtls: true });
 
     const rotation = setInterval(() => {
       keys.tick().then(

@@ -19,6 +19,8 @@ export interface OAuthContext {
   issuer: string;
   /** Token endpoint URLs: the main listener's, and the mTLS alias when configured. */
   tokenEndpoints: string[];
+  /** Base URL of the mutual-TLS listener (RFC 8705 endpoint aliases), when configured. */
+  mtlsUrl: string | undefined;
   config: DelegationConfig;
   store: Store;
   keys: TokenSigningKeys;

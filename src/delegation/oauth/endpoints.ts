@@ -6,6 +6,7 @@
  * Every reply carries `Cache-Control: no-store`; every refusal is an OAuth error body with
  * `error_description`, and the event stream records grants and refusals (never a token).
  */
+import { isMandateError } from '../../errors.ts';
 import type { RequestContext } from '../../server/http/context.ts';
 import { sendJson } from '../../server/http/context.ts';
 import { TOKEN_ALGORITHMS } from '../tokens/verify.ts';
@@ -32,11 +33,21 @@ export function sendOAuthError(ctx: RequestContext, err: OAuthError, extraHeader
   sendJson(ctx.res, err.status, err.toJSON(), { pragma: 'no-cache', ...extraHeaders, ...err.headers });
 }
 
-/** Runs an OAuth handler, turning errors into OAuth replies; non-OAuth errors propagate to the router. */
+/**
+ * Runs an OAuth handler, turning errors into OAuth replies: request-shape errors of the HTTP layer
+ * (body too large, unreadable) become invalid_request with their status, a store outage
+ * temporarily_unavailable. Anything else propagates to the router (a logged 500).
+ */
 async function oauthReply(ctx: RequestContext, work: () => Promise<void>, onError?: (err: OAuthError) => void): Promise<void> {
   try {
     await work();
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    if (isMandateError(err) && (err.code === 'ERR_BODY_TOO_LARGE' || err.code === 'ERR_BAD_REQUEST' || err.code === 'ERR_UNSUPPORTED_MEDIA_TYPE')) {
+      err = new OAuthError('invalid_request', err.message, { status: err.status, ...(err.code === 'ERR_BODY_TOO_LARGE' && { headers: { connection: 'close' } }) });
+    } else if (isMandateError(err, 'ERR_STORE')) {
+      err = new OAuthError('temporarily_unavailable', 'the authorization server cannot reach its store; try again shortly');
+    }
     if (!isOAuthError(err)) throw err;
     onError?.(err);
     sendOAuthError(ctx, err);
@@ -94,8 +105,8 @@ export function introspectionEndpoint(o: OAuthContext, listener: Listener) {
   return (ctx: RequestContext) => oauthReply(ctx, async () => {
     const { params, client } = await readRequest(o, ctx, listener);
     if (client.method === 'none') throw new OAuthError('invalid_client', 'introspection needs an authenticated client (RFC 7662 §2.1); public clients cannot introspect');
-    const hint = params.get('token_type_hint');
-    sendJson(ctx.res, 200, hint === 'refresh_token' ? { active: false } : await introspect(o, params.require('token')));
+    // token_type_hint is only a hint (RFC 7662 §2.1); refresh tokens are opaque and never introspected active.
+    sendJson(ctx.res, 200, await introspect(o, params.require('token')));
   });
 }
 
@@ -169,7 +180,7 @@ export function jwksEndpoint(o: OAuthContext) {
 /** RFC 8414 authorization server metadata. */
 export function authorizationServerMetadata(o: OAuthContext): Record<string, unknown> {
   const url = (path: string) => `${o.issuer}${path}`;
-  const mtlsBase = o.config.mtls?.publicUrl;
+  const mtlsBase = o.mtlsUrl;
   return {
     issuer: o.issuer,
     authorization_endpoint: url(OAUTH_PATHS.authorize),

@@ -54,8 +54,12 @@ type Subject =
   | { kind: 'parent'; claims: AccessTokenClaims }
   | { kind: 'mandate'; mandate: MandateRecord };
 
-function grantError(description: string): OAuthError {
-  return new OAuthError('invalid_grant', description);
+/**
+ * RFC 8693 §2.2.2: a subject or actor token that is invalid for any reason, or unacceptable by
+ * policy (no mandate covers it, depth, may_act), is answered with invalid_request.
+ */
+function refuse(description: string): OAuthError {
+  return new OAuthError('invalid_request', description);
 }
 
 /** Binding for the new token: a DPoP proof of the caller's key, or its mTLS certificate. */
@@ -79,7 +83,7 @@ async function readSubject(ctx: OAuthContext, params: OAuthParams): Promise<Subj
   const type = params.require('subject_token_type');
   if (type === TOKEN_TYPE.mandate) {
     const mandate = await ctx.mandates.get(token);
-    if (!mandate) throw grantError(`no mandate ${token}`);
+    if (!mandate) throw refuse(`no mandate ${token}`);
     return { kind: 'mandate', mandate };
   }
   if (type !== TOKEN_TYPE.accessToken && type !== TOKEN_TYPE.jwt && type !== TOKEN_TYPE.idToken) {
@@ -90,14 +94,14 @@ async function readSubject(ctx: OAuthContext, params: OAuthParams): Promise<Subj
     try {
       claims = await ctx.verifier.verifySignature(token, ctx.now());
     } catch (err) {
-      throw grantError(`the subject token is not a valid access token of this issuer: ${describeJoseError(err)}`);
+      throw refuse(`the subject token is not a valid access token of this issuer: ${describeJoseError(err)}`);
     }
-    if (ctx.revocation.isRevoked({ jti: claims.jti, mandate: claims.mandate })) throw grantError('the subject token or its mandate has been revoked');
+    if (ctx.revocation.isRevoked({ jti: claims.jti, mandate: claims.mandate })) throw refuse('the subject token or its mandate has been revoked');
     if (claims.act) return { kind: 'parent', claims };
     return { kind: 'principal', principal: { issuer: claims.principal_iss, subject: claims.sub }, authTime: claims.auth_time, mayAct: (claims as { may_act?: unknown }).may_act };
   }
   const principal = await ctx.verifyProviderToken(token);
-  if (!principal) throw grantError('the subject token is not from this authorization server or a trusted identity provider');
+  if (!principal) throw refuse('the subject token is not from this authorization server or a trusted identity provider');
   return { kind: 'principal', principal: { issuer: principal.issuer, subject: principal.subject }, mayAct: undefined };
 }
 
@@ -128,12 +132,12 @@ async function readActor(ctx: OAuthContext, r: GrantRequest): Promise<string> {
   try {
     actor = (await verifyJwtSvid(token, ctx.bundles(), { audience: [ctx.issuer, ...ctx.tokenEndpoints], now: ctx.now() })).spiffeId.toString();
   } catch (err) {
-    if (isMandateError(err)) throw grantError(`the actor token is not a valid JWT-SVID for this authorization server: ${err.message}`);
+    if (isMandateError(err)) throw refuse(`the actor token is not a valid JWT-SVID for this authorization server: ${err.message}`);
     throw err;
   }
-  if (authenticated && authenticated !== actor) throw grantError(`the actor token is for ${actor}, but the client authenticated as ${authenticated}`);
+  if (authenticated && authenticated !== actor) throw refuse(`the actor token is for ${actor}, but the client authenticated as ${authenticated}`);
   if (!authenticated && r.client.client.spiffeId && r.client.client.spiffeId !== actor) {
-    throw grantError(`client ${r.client.client.clientId} acts for ${r.client.client.spiffeId}, not ${actor}`);
+    throw refuse(`client ${r.client.client.clientId} acts for ${r.client.client.spiffeId}, not ${actor}`);
   }
   return actor;
 }
@@ -168,13 +172,14 @@ async function fromMandate(ctx: OAuthContext, subject: Subject & { kind: 'princi
   if (mandates.length === 0) {
     if (subject.kind === 'mandate') {
       const m = subject.mandate;
-      throw grantError(!mandateIsLive(m, ctx.now()) ? `mandate ${m.id} is ${m.status === 'revoked' ? 'revoked' : 'expired'}` : `mandate ${m.id} does not name agent ${actor}`);
+      throw refuse(!mandateIsLive(m, ctx.now()) ? `mandate ${m.id} is ${m.status === 'revoked' ? 'revoked' : 'expired'}` : `mandate ${m.id} does not name agent ${actor}`);
     }
-    throw grantError(`no live mandate from ${principal.subject} (${principal.issuer}) covers agent ${actor}`);
+    throw refuse(`no live mandate from ${principal.subject} (${principal.issuer}) covers agent ${actor}`);
   }
   const requested = requestedResource(params);
-  const resource = requested ?? (mandates.length === 1 && mandates[0]?.resources.length === 1 ? mandates[0].resources[0] : undefined);
-  if (resource === undefined) throw new OAuthError('invalid_target', 'name the resource (RFC 8707) the token is for: the mandate covers more than one');
+  const covered = [...new Set(mandates.flatMap((m) => m.resources))];
+  const resource = requested ?? (covered.length === 1 ? covered[0] : undefined);
+  if (resource === undefined) throw new OAuthError('invalid_target', `name the resource (RFC 8707) the token is for: the mandates cover ${covered.length} (${covered.join(', ')})`);
   const forResource = mandates.filter((m) => m.resources.includes(resource));
   if (forResource.length === 0) throw new OAuthError('invalid_target', `no mandate of ${principal.subject} for agent ${actor} covers resource ${resource}`);
   const scopes = params.scopes();
@@ -188,12 +193,12 @@ async function fromMandate(ctx: OAuthContext, subject: Subject & { kind: 'princi
 /** Narrows a parent OBO token for a sub-agent. */
 async function fromParent(ctx: OAuthContext, parent: AccessTokenClaims, actor: string, params: OAuthParams) {
   const chain = actChain(parent.act);
-  if (chain.includes(actor)) throw grantError(`agent ${actor} is already in the delegation chain (${chain.join(' <- ')})`);
-  if (!parent.mandate) throw grantError('the parent token carries no mandate');
+  if (chain.includes(actor)) throw refuse(`agent ${actor} is already in the delegation chain (${chain.join(' <- ')})`);
+  if (!parent.mandate) throw refuse('the parent token carries no mandate');
   const mandate = await ctx.mandates.get(parent.mandate);
-  if (!mandate || !mandateIsLive(mandate, ctx.now())) throw grantError(`mandate ${parent.mandate} of the parent token is no longer live`);
+  if (!mandate || !mandateIsLive(mandate, ctx.now())) throw refuse(`mandate ${parent.mandate} of the parent token is no longer live`);
   if (chain.length > mandate.maxDepth) {
-    throw grantError(`delegation depth exceeded: mandate ${mandate.id} allows ${mandate.maxDepth} sub-agent hop(s) below ${mandate.agent}`);
+    throw refuse(`delegation depth exceeded: mandate ${mandate.id} allows ${mandate.maxDepth} sub-agent hop(s) below ${mandate.agent}`);
   }
   const requested = requestedResource(params);
   if (requested !== undefined && requested !== parent.aud) throw new OAuthError('invalid_target', `a sub-agent token can only be for the parent token's resource ${parent.aud}`);
@@ -221,7 +226,7 @@ export async function tokenExchange(ctx: OAuthContext, r: GrantRequest): Promise
   const narrowed = subject.kind === 'parent' ? await fromParent(ctx, subject.claims, actor, r.params) : await fromMandate(ctx, subject, actor, r.params);
   const mayAct = narrowed.mayAct as { sub?: unknown } | undefined;
   if (mayAct !== undefined && (typeof mayAct !== 'object' || mayAct === null || mayAct.sub !== actor)) {
-    throw grantError(`the subject token's may_act does not name agent ${actor}`);
+    throw refuse(`the subject token's may_act does not name agent ${actor}`);
   }
   const binding = await bindingFor(ctx, r, true);
 
@@ -230,7 +235,7 @@ export async function tokenExchange(ctx: OAuthContext, r: GrantRequest): Promise
   const limits = [ctx.config.token.maxTtl, Math.floor(narrowed.mandate.expiresAt.getTime() / 1000) - nowS];
   if (narrowed.parentExp !== undefined) limits.push(narrowed.parentExp - nowS);
   const ttl = Math.min(...limits);
-  if (ttl <= 0) throw grantError('the mandate or parent token expires now');
+  if (ttl <= 0) throw refuse('the mandate or parent token expires now');
 
   const { token, claims } = await mintAccessToken(ctx.keys, {
     iss: ctx.issuer,
@@ -248,7 +253,7 @@ export async function tokenExchange(ctx: OAuthContext, r: GrantRequest): Promise
   ctx.events.emit({
     type: 'token.exchanged', outcome: 'success',
     spiffeId: actor, actor: `workload:${actor}`, clientId: r.client.client.clientId,
-    principal: narrowed.principal, mandateId: narrowed.mandate.id, chain: actChain(claims.act),
+    principal: { issuer: narrowed.principal.issuer, subject: narrowed.principal.subject }, mandateId: narrowed.mandate.id, chain: actChain(claims.act),
     resource: narrowed.resource, scopes: narrowed.scopes, jti: claims.jti, expiresAt: new Date(claims.exp * 1000).toISOString(),
     binding: binding.cnf?.jkt ? 'dpop' : 'mtls', sourceAddress: r.sourceAddress,
   });

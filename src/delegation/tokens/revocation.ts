@@ -39,6 +39,7 @@ export class RevocationList implements RevocationCheck {
   #lastSync = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
 
   constructor(opts: RevocationListOptions) {
     this.#opts = { pollMs: 500, maxStalenessMs: 30_000, now: Date.now, ...opts };
@@ -59,10 +60,21 @@ export class RevocationList implements RevocationCheck {
     return this.#opts.now() - this.#lastSync > this.#opts.maxStalenessMs;
   }
 
-  /** Fetches everything newer than the epoch. Concurrent calls share one fetch. */
+  /**
+   * Fetches everything newer than the epoch. A call made while a fetch is running waits for it and
+   * then fetches once more (shared by every caller that arrived meanwhile), so a revocation committed
+   * before the call is always seen when it returns.
+   */
   sync(): Promise<void> {
-    this.#syncing ??= this.#sync().finally(() => (this.#syncing = undefined));
-    return this.#syncing;
+    if (!this.#syncing) {
+      this.#syncing = this.#sync().finally(() => (this.#syncing = undefined));
+      return this.#syncing;
+    }
+    this.#next ??= this.#syncing.catch(() => undefined).then(() => {
+      this.#next = undefined;
+      return this.sync();
+    });
+    return this.#next;
   }
 
   async #sync(): Promise<void> {

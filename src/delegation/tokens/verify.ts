@@ -112,6 +112,7 @@ export class AccessTokenVerifier {
     const presentedScheme: 'Bearer' | 'DPoP' = lower === 'dpop' ? 'DPoP' : 'Bearer';
     const fail = (description: string, cause?: unknown): OAuthError =>
       new OAuthError('invalid_token', description, { headers: challenge(presentedScheme, 'invalid_token', description), cause });
+    if (/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.$/.test(token)) throw fail('the access token is unsigned (alg "none"); only signed tokens are accepted');
     if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw fail('the access token is not a compact JWS');
 
     let claims: AccessTokenClaims;
