@@ -1,4 +1,6 @@
 /** `npm run bench`: every benchmark, each writing bench/results/<name>.json. */
+import { runDelegationBench } from './delegation.bench.ts';
 import { runIdentityBench } from './identity.bench.ts';
 
 await runIdentityBench();
+await runDelegationBench();

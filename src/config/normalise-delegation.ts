@@ -56,6 +56,7 @@ export function normaliseDelegation(raw: RawDelegation, check: Checker): Delegat
       algorithms: [...new Set(raw.dpop.algorithms)],
       proofMaxAge: check.seconds(at('dpop', 'proof_max_age'), raw.dpop.proof_max_age),
       requireNonce: raw.dpop.require_nonce,
+      replayCacheSize: raw.dpop.replay_cache_size,
     },
     mtls: raw.mtls && normaliseMtls(raw.mtls, check),
     scopes,
@@ -129,7 +130,7 @@ function normaliseClient(raw: RawOAuthClient, index: number, check: Checker): OA
   raw.redirect_uris.forEach((uri, i) => {
     const url = parseUrl(uri);
     if (url === undefined) check.add([...path, 'redirect_uris', i], `is not an absolute URI (got ${JSON.stringify(uri)})`);
-    else if (url.hash !== '') check.add([...path, 'redirect_uris', i], 'must not contain a fragment (RFC 6749 §3.1.2)');
+    else if (uri.includes('#')) check.add([...path, 'redirect_uris', i], 'must not contain a fragment (RFC 6749 §3.1.2)');
     else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname.replace(/^\[|\]$/g, ''))) {
       check.add([...path, 'redirect_uris', i], 'http redirect URIs are only allowed on loopback addresses');
     }
@@ -166,7 +167,7 @@ function normaliseResource(raw: RawDelegation['resources'][number], index: numbe
   const path = ['delegation', 'resources', index];
   const url = parseUrl(raw.uri);
   if (url === undefined) check.add([...path, 'uri'], `must be an absolute URI (got ${JSON.stringify(raw.uri)})`);
-  else if (url.hash !== '') check.add([...path, 'uri'], 'must not contain a fragment (RFC 8707 §2)');
+  else if (raw.uri.includes('#')) check.add([...path, 'uri'], 'must not contain a fragment (RFC 8707 §2)');
   const resourceScopes = raw.scopes ?? Object.keys(scopes);
   resourceScopes.forEach((scope, i) => {
     if (!(scope in scopes)) check.add([...path, 'scopes', i], `unknown scope "${scope}": list it under delegation.scopes with a description`);

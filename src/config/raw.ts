@@ -74,7 +74,7 @@ export interface RawDelegation {
   clients: RawOAuthClient[];
   client_id_metadata_documents: { enabled: boolean; allow_private_addresses: boolean; max_bytes: number; timeout: RawDuration; cache_ttl: RawDuration };
   dynamic_registration: { enabled: boolean };
-  dpop: { algorithms: string[]; proof_max_age: RawDuration; require_nonce: boolean };
+  dpop: { algorithms: string[]; proof_max_age: RawDuration; require_nonce: boolean; replay_cache_size: number };
   mtls?: { listen: string; cert_file: string; key_file: string; public_url?: string };
   scopes: Record<string, string>;
   resources: Array<{ uri: string; name?: string; scopes?: string[] }>;

@@ -223,6 +223,8 @@ export interface DelegationConfig {
     readonly proofMaxAge: number;
     /** Require a server nonce in proofs (RFC 9449 §8). */
     readonly requireNonce: boolean;
+    /** Proof ids remembered per process to refuse replays; when full, new proofs are refused. */
+    readonly replayCacheSize: number;
   };
   /** A second, mutual-TLS listener for tls_client_auth and certificate-bound tokens (RFC 8705 endpoint aliases). */
   readonly mtls: MtlsListenerConfig | undefined;

@@ -61,7 +61,7 @@ export class DelegationAuthority {
     const dpop = {
       algorithms: config.dpop.algorithms,
       maxAgeSeconds: config.dpop.proofMaxAge,
-      replay: new MemoryReplayGuard(),
+      replay: new MemoryReplayGuard({ maxEntries: config.dpop.replayCacheSize }),
       nonces: new DpopNonces(),
     };
     this.verifier = new AccessTokenVerifier({ issuer: opts.issuer, keys: localKeys(this.keys), revocation: this.revocation, dpop });

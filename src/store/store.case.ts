@@ -575,7 +575,7 @@ export function storeSuite<S extends Store>(
         await store.createMandate(m);
         const mark = await newestSeq(store);
         const revoked = { ...m, status: 'revoked' as const, revokedAt: at(60), revokedBy: 'admin' };
-        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(60)), revoked);
+        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(60)), { mandate: revoked, revoked: true });
         assert.deepEqual(await store.getMandate(m.id), revoked);
         const entries = await store.listRevocations(mark, 100);
         assert.equal(entries.length, 1);
@@ -588,9 +588,10 @@ export function storeSuite<S extends Store>(
         const m = mandate();
         await store.createMandate(m);
         const first = await store.revokeMandate(m.id, m.principal.subject, at(60));
+        assert.equal(first?.revoked, true);
         const mark = await newestSeq(store);
-        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(120)), first);
-        assert.deepEqual(await store.getMandate(m.id), first);
+        assert.deepEqual(await store.revokeMandate(m.id, 'admin', at(120)), { mandate: first?.mandate, revoked: false });
+        assert.deepEqual(await store.getMandate(m.id), first?.mandate);
         assert.deepEqual(await store.listRevocations(mark, 100), []);
         assert.equal((await allRevocations(store)).filter((r) => r.id === m.id).length, 1);
       });
@@ -599,7 +600,7 @@ export function storeSuite<S extends Store>(
         const m = mandate({ status: 'revoked', revokedAt: at(5), revokedBy: 'admin' });
         await store.createMandate(m);
         const mark = await newestSeq(store);
-        assert.deepEqual(await store.revokeMandate(m.id, 'someone', at(9)), m);
+        assert.deepEqual(await store.revokeMandate(m.id, 'someone', at(9)), { mandate: m, revoked: false });
         assert.deepEqual(await store.listRevocations(mark, 100), []);
       });
 
@@ -618,7 +619,8 @@ export function storeSuite<S extends Store>(
         );
         const final = await store.getMandate(m.id);
         assert.equal(final?.status, 'revoked');
-        for (const r of results) assert.deepEqual(r, final);
+        for (const r of results) assert.deepEqual(r?.mandate, final);
+        assert.equal(results.filter((r) => r?.revoked).length, 1, 'exactly one caller revoked it');
         const entries = await store.listRevocations(mark, 100);
         assert.deepEqual(entries.map((e) => [e.kind, e.id, e.revokedAt]), [['mandate', m.id, final?.revokedAt]]);
       });

@@ -253,9 +253,10 @@ export interface Store {
   listMandates(filter: MandateFilter): Promise<MandateRecord[]>;
   /**
    * Revokes an active mandate and appends it to the revocation list, in one transaction. Returns
-   * the mandate as it now is (an already revoked one unchanged), or null when unknown.
+   * the mandate as it now is (an already revoked one unchanged) and whether this call revoked it —
+   * of concurrent revokers exactly one gets `revoked: true` — or null when unknown.
    */
-  revokeMandate(id: string, by: string, at: Date): Promise<MandateRecord | null>;
+  revokeMandate(id: string, by: string, at: Date): Promise<{ mandate: MandateRecord; revoked: boolean } | null>;
 
   // revocation list
   /** Appends a token revocation (idempotent per jti) and returns its seq. */

@@ -99,7 +99,7 @@ const REFUSALS: Array<[string, string | string[] | undefined, OAuthErrorCode, Re
   ['signed by another key than the jwk', craft(HEADER, CLAIMS, other256.privateKey), 'invalid_dpop_proof', /signature does not verify with its jwk/],
   ['non-canonical signature alias', aliasSignature, 'invalid_dpop_proof', /signature is not base64url/],
   ['empty signature', `${b64(HEADER)}.${b64(CLAIMS)}.`, 'invalid_dpop_proof', /signature is not base64url/],
-  ['RSA key under 2048 bits', craft({ ...HEADER, alg: 'RS256', jwk: rsa1024.publicKey.export({ format: 'jwk' }) }, CLAIMS, rsa1024.privateKey), 'invalid_dpop_proof', /signature cannot be checked: RS256 requires key modulusLength to be 2048 bits or larger/, {}, { algorithms: ['RS256'] }],
+  ['RSA key under 2048 bits', craft({ ...HEADER, alg: 'RS256', jwk: rsa1024.publicKey.export({ format: 'jwk' }) }, CLAIMS, rsa1024.privateKey), 'invalid_dpop_proof', /jwk is not a usable RS256 public key: an RSA key of 1024 bits is too small/, {}, { algorithms: ['RS256'] }],
   ['missing jti', craft(HEADER, { ...CLAIMS, jti: undefined }), 'invalid_dpop_proof', /no jti claim/],
   ['empty jti', craft(HEADER, { ...CLAIMS, jti: '' }), 'invalid_dpop_proof', /no jti claim/],
   ['jti over 256 characters', craft(HEADER, { ...CLAIMS, jti: 'j'.repeat(257) }), 'invalid_dpop_proof', /jti is 257 characters, over the limit of 256/],

@@ -9,12 +9,13 @@
  *     { algorithms: ['ES256', 'EdDSA'], replay, nonces, requireNonce: true });
  *   // mint a token with cnf: { jkt: proof.jkt }
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, errors as joseErrors, importJWK, type JWK } from 'jose';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { JWK } from 'jose';
 import { decodeBase64UrlStrict } from '../../identity/bundle/encoding.ts';
 import { accessTokenHash, DPOP_PROOF_TYPE } from '../../sdk/agent/dpop.ts';
 import { normaliseHtu } from '../../sdk/agent/htu.ts';
 import { OAuthError } from '../oauth/errors.ts';
+import { proofKey, verifyJwsSignature } from './proof-key.ts';
 import type { ReplayGuard } from './replay.ts';
 
 /** What a proof's `jwk` and `alg` must be for each asymmetric JWS algorithm a verifier may accept. */
@@ -194,19 +195,16 @@ function checkHeader(header: Record<string, unknown>, algorithms: readonly strin
   return { alg, jwk: key as JWK };
 }
 
-async function checkSignature(proof: string, alg: string, jwk: JWK): Promise<void> {
-  let key: KeyObject | CryptoKey | Uint8Array;
+/** Imports the proof's key (cached per key) and checks the signature; returns the key's thumbprint. */
+function checkSignature(signingInput: string, signature: Buffer, alg: string, jwk: JWK): string {
+  let imported;
   try {
-    key = await importJWK(jwk, alg);
+    imported = proofKey(jwk);
   } catch (err) {
     throw invalid(`DPoP proof jwk is not a usable ${alg} public key: ${(err as Error).message}`, err);
   }
-  try {
-    await compactVerify(proof, key, { algorithms: [alg] });
-  } catch (err) {
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw invalid('DPoP proof signature does not verify with its jwk', err);
-    throw invalid(`DPoP proof signature cannot be checked: ${(err as Error).message}`, err);
-  }
+  if (!verifyJwsSignature(signingInput, signature, alg, imported.key)) throw invalid('DPoP proof signature does not verify with its jwk');
+  return imported.jkt;
 }
 
 interface ProofClaims {
@@ -282,7 +280,7 @@ export async function verifyDpopProof(proof: string | string[] | undefined, req:
   // jose would accept a signature part that differs only in unused trailing bits; an alias is refused.
   const signature = decodeBase64UrlStrict(s);
   if (signature === undefined || signature.length === 0) throw invalid('DPoP proof signature is not base64url');
-  await checkSignature(jws, alg, jwk);
+  const jkt = checkSignature(`${h}.${p}`, signature, alg, jwk);
   const claims = requiredClaims(payload);
 
   if (claims.htm !== req.method) throw invalid(`DPoP proof htm ${claims.htm} does not match the request method ${req.method}`);
@@ -302,7 +300,6 @@ export async function verifyDpopProof(proof: string | string[] | undefined, req:
     }
   }
 
-  const jkt = await calculateJwkThumbprint(jwk, 'sha256');
   const replayId = createHash('sha256').update(`${jkt}\n${claims.jti}`).digest('base64url');
   if (!opts.replay.remember(replayId, (claims.iat + maxAge + skew) * 1000, now.getTime())) {
     throw invalid('DPoP proof replayed: its jti was already used with this key (or the replay cache is full)');

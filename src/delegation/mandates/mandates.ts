@@ -82,7 +82,7 @@ export class Mandates {
       } catch {
         throw bad(`resource ${JSON.stringify(resource)} is not an absolute URI (RFC 8707 §2)`);
       }
-      if (url.hash !== '') throw bad(`resource ${resource} must not contain a fragment (RFC 8707 §2)`);
+      if (resource.includes('#')) throw bad(`resource ${resource} must not contain a fragment (RFC 8707 §2)`);
       if (knownResources.length > 0 && !knownResources.some((r) => r.uri === resource)) {
         throw bad(`unknown resource ${resource} (known: ${knownResources.map((r) => r.uri).join(', ')})`);
       }
@@ -148,16 +148,17 @@ export class Mandates {
     if (!existing || (owner && (existing.principal.issuer !== owner.issuer || existing.principal.subject !== owner.subject))) {
       throw new MandateError('ERR_NOT_FOUND', `no mandate ${id}`);
     }
-    const revoked = await this.deps.store.revokeMandate(id, by, this.#now());
-    if (!revoked) throw new MandateError('ERR_NOT_FOUND', `no mandate ${id}`);
-    if (existing.status === 'active') {
+    const result = await this.deps.store.revokeMandate(id, by, this.#now());
+    if (!result) throw new MandateError('ERR_NOT_FOUND', `no mandate ${id}`);
+    const { mandate, revoked } = result;
+    if (revoked) {
       this.deps.events.emit({
-        type: 'mandate.revoked', outcome: 'success', actor: by, mandateId: id, spiffeId: revoked.agent,
-        principal: { issuer: revoked.principal.issuer, subject: revoked.principal.subject },
+        type: 'mandate.revoked', outcome: 'success', actor: by, mandateId: id, spiffeId: mandate.agent,
+        principal: { issuer: mandate.principal.issuer, subject: mandate.principal.subject },
       });
       await this.deps.onRevoked?.();
     }
-    return revoked;
+    return mandate;
   }
 
   /**

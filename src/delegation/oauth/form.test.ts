@@ -222,3 +222,12 @@ describe('parseForm over real HTTP', () => {
     assert.deepEqual(empty.json, { grant_type: null, x: '1', resource: [] });
   });
 });
+
+describe('parseForm keeps literal non-ASCII text', () => {
+  it('accepts UTF-8 characters next to percent-encoded UTF-8', () => {
+    const req = { headers: { 'content-type': 'application/x-www-form-urlencoded' } } as never;
+    const params = parseForm(req, Buffer.from('name=caf%C3%A9+é&city=Zürich', 'utf8'));
+    assert.equal(params.get('name'), 'café é');
+    assert.equal(params.get('city'), 'Zürich');
+  });
+});

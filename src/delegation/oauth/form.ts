@@ -22,10 +22,9 @@ export class OAuthParams {
     }
   }
 
-  /** The value, or undefined when absent or empty. */
+  /** The value, or undefined when absent or empty (an empty occurrence never hides a real one). */
   get(name: string): string | undefined {
-    const value = this.params.get(name);
-    return value === null || value === '' ? undefined : value;
+    return this.params.getAll(name).find((v) => v !== '');
   }
 
   require(name: string, why = ''): string {
@@ -56,5 +55,17 @@ export function parseForm(req: IncomingMessage, body: Buffer): OAuthParams {
   }
   const text = body.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(body)) throw new OAuthError('invalid_request', 'the request body is not valid UTF-8');
+  // URLSearchParams turns percent-encoded bytes that are not UTF-8 into U+FFFD; refuse them instead.
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  for (const part of text.split(/[&=]/)) {
+    if (!part.includes('%')) continue;
+    const bytes = Buffer.concat(part.split(/(%[0-9A-Fa-f]{2})/).map((piece) =>
+      /^%[0-9A-Fa-f]{2}$/.test(piece) ? Buffer.from([parseInt(piece.slice(1), 16)]) : Buffer.from(piece, 'utf8')));
+    try {
+      strict.decode(bytes);
+    } catch {
+      throw new OAuthError('invalid_request', 'the request body has percent-encoded bytes that are not UTF-8');
+    }
+  }
   return new OAuthParams(new URLSearchParams(text));
 }

@@ -80,14 +80,14 @@ function sendHtml(res: ServerResponse, status: number, html: string, extra: Reco
     'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    'referrer-policy': 'same-origin',
     ...extra,
   });
   res.end(html);
 }
 
 function redirect(res: ServerResponse, location: string, extra: Record<string, string | string[]> = {}): void {
-  res.writeHead(303, { location, 'cache-control': 'no-store', 'content-length': 0, 'referrer-policy': 'no-referrer', ...extra });
+  res.writeHead(303, { location, 'cache-control': 'no-store', 'content-length': 0, 'referrer-policy': 'same-origin', ...extra });
   res.end();
 }
 

@@ -577,7 +577,7 @@ class PgStore implements PostgresStore {
     return rows.map(toMandate);
   }
 
-  async revokeMandate(id: string, by: string, revokedAt: Date): Promise<MandateRecord | null> {
+  async revokeMandate(id: string, by: string, revokedAt: Date): Promise<{ mandate: MandateRecord; revoked: boolean } | null> {
     at(revokedAt, 'mandate revocation time');
     return this.transaction('revokeMandate', async (client) => {
       // A concurrent revoker of the same mandate waits for this row lock, then finds it no longer
@@ -594,10 +594,10 @@ class PgStore implements PostgresStore {
           `INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', $1, $2, $3)`,
           [id, row.expires_at, revokedAt],
         );
-        return toMandate(row);
+        return { mandate: toMandate(row), revoked: true };
       }
       const current = await client.query<MandateRow>('SELECT * FROM mandates WHERE id = $1', [id]);
-      return current.rows[0] ? toMandate(current.rows[0]) : null;
+      return current.rows[0] ? { mandate: toMandate(current.rows[0]), revoked: false } : null;
     });
   }
 

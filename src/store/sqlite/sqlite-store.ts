@@ -550,7 +550,7 @@ class SqliteStore implements Store {
     });
   }
 
-  revokeMandate(id: string, by: string, at: Date): Promise<MandateRecord | null> {
+  revokeMandate(id: string, by: string, at: Date): Promise<{ mandate: MandateRecord; revoked: boolean } | null> {
     return this.run('revokeMandate', () => {
       const revokedAt = requireDate(at, 'mandate revocation time');
       return this.db
@@ -563,10 +563,10 @@ class SqliteStore implements Store {
           if (revoked) {
             this.stmt(`INSERT INTO revocations (kind, id, expires_at, revoked_at) VALUES ('mandate', ?, ?, ?)`)
               .run(id, revoked.expires_at, revokedAt);
-            return toMandate(revoked);
+            return { mandate: toMandate(revoked), revoked: true };
           }
           const row = this.stmt('SELECT * FROM mandates WHERE id = ?').get(id) as MandateRow | undefined;
-          return row ? toMandate(row) : null;
+          return row ? { mandate: toMandate(row), revoked: false } : null;
         })
         .immediate();
     });
