@@ -6,6 +6,7 @@ import { MandateError } from '../errors.ts';
 import { adminApiCommands } from './commands/admin-api.ts';
 import { agentCommand } from './commands/agent.ts';
 import { delegationCommands } from './commands/delegation.ts';
+import { oboCommands } from './commands/obo.ts';
 import { svidCommands } from './commands/svid.ts';
 import { upCommand } from './commands/up.ts';
 
@@ -29,6 +30,7 @@ Examples:
 upCommand(program);
 adminApiCommands(program);
 delegationCommands(program);
+oboCommands(program);
 svidCommands(program);
 agentCommand(program);
 
