@@ -60,7 +60,7 @@ describe('loadConfigFile: valid files', () => {
     assert.equal(config.server.maxBodyBytes, 65536);
     assert.equal(config.server.requestTimeout, 10_000);
     assert.equal(config.server.allowNonLoopbackHttp, false);
-    assert.deepEqual(config.store, { driver: 'sqlite', path: join(dir, '.mandate', 'mandate.db') });
+    assert.deepEqual(config.store, { driver: 'sqlite', path: 'mandate.db' }, 'relative to the data directory in use, known at start');
     assert.deepEqual(config.keys, { kek: undefined, kekFile: undefined });
     assert.deepEqual(config.identity, {
       ca: { keyType: 'ec-p256', ttl: 8760 * 3600, commonName: 'Mandate CA', import: undefined },

@@ -33,7 +33,7 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
     trustDomain,
     dataDir,
     server,
-    store: normaliseStore(raw.store, dataDir, check),
+    store: normaliseStore(raw.store, check),
     keys: normaliseKeys(raw.keys, check),
     identity: normaliseIdentity(raw.identity, check),
     attestation: normaliseAttestation(raw.attestation, server.listen, check),
@@ -95,10 +95,10 @@ function normalisePublicUrl(value: string, check: Checker): string {
   return url.href.replace(/\/+$/, '');
 }
 
-function normaliseStore(raw: RawConfig['store'], dataDir: string, check: Checker): StoreConfig {
+function normaliseStore(raw: RawConfig['store'], check: Checker): StoreConfig {
   if (raw.driver === 'sqlite') {
     if (raw.url !== undefined) check.add(['store', 'url'], 'is only used with store.driver: postgres', 'key');
-    return { driver: 'sqlite', path: check.resolvePath(raw.path, dataDir) };
+    return { driver: 'sqlite', path: raw.path };
   }
   const fromEnv = check.envVar(ENV_STORE_URL);
   const url = fromEnv ?? raw.url;

@@ -66,7 +66,10 @@ export type StoreConfig = SqliteStoreConfig | PostgresStoreConfig;
 
 export interface SqliteStoreConfig {
   readonly driver: 'sqlite';
-  /** Absolute path of the database file. */
+  /**
+   * The database file: absolute, or relative to the data directory in use (`data_dir`, or the
+   * `--data-dir` / MANDATE_HOME that overrides it), which is only known at start.
+   */
   readonly path: string;
 }
 

@@ -3,7 +3,9 @@
  * from a CSR, renews it with proof of possession, gets JWT-SVIDs; every step through real HTTP.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseSpiffeBundle } from '../../src/identity/bundle/parse.ts';
 import { TrustBundleSet } from '../../src/identity/bundle/set.ts';
@@ -173,6 +175,18 @@ describe('identity API', () => {
 });
 
 describe('restart', () => {
+  it('keeps the SQLite store in the data directory in use, beside its key-encryption key', async () => {
+    // The configuration's data_dir would be <dir>/.mandate; the data directory given at start wins.
+    const m = await startTestMandate();
+    try {
+      assert.ok(existsSync(join(m.dataDir, 'mandate.db')), 'the database is in the data directory in use');
+      assert.ok(existsSync(join(m.dataDir, 'kek.key')), 'so is the generated KEK');
+      assert.equal(existsSync(join(m.dataDir, '.mandate')), false, 'nothing goes to the configuration\'s data_dir');
+    } finally {
+      await m.close();
+    }
+  });
+
   it('keeps the CA, keys and admin token across restarts and prints no new admin token', async () => {
     const first = await startTestMandate();
     const bundle1 = (await first.call('GET', '/bundle')).body;

@@ -1,6 +1,6 @@
 /** Workload-side CLI: fetch an X.509-SVID once (files), verify SVIDs, reset the admin token. */
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
 import { MandateError } from '../../errors.ts';
@@ -70,7 +70,7 @@ Example:
       const dataDir = resolveDataDir(o.dataDir, config);
       const store = config.store.driver === 'postgres'
         ? await openStore({ driver: 'postgres', url: config.store.url.reveal() })
-        : await openStore({ driver: 'sqlite', path: config.store.path.startsWith('/') ? config.store.path : join(dataDir, config.store.path) });
+        : await openStore({ driver: 'sqlite', path: isAbsolute(config.store.path) ? config.store.path : join(dataDir, config.store.path) });
       try {
         const token = await resetAdminToken(store);
         process.stdout.write(`export MANDATE_ADMIN_TOKEN=${token}\n`);
