@@ -16,3 +16,6 @@ export function printTable(rows: Array<Record<string, unknown>>, columns: string
   process.stdout.write(line(columns.map((c) => c.toUpperCase())));
   for (const row of rows) process.stdout.write(line(columns.map((c) => cell(row[c]))));
 }
+
+/** commander argument parser for a repeatable option: `--scope a --scope b` -> ['a', 'b']. */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

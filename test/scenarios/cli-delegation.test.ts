@@ -4,39 +4,17 @@
  * message and a non-zero exit.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ISSUES, WIKI, startDelegationMandate } from '../support/delegation.ts';
+import { cliFor, type CliRun } from '../support/cli.ts';
 import type { TestMandate } from '../support/mandate.ts';
 
-const BIN = join(process.cwd(), 'bin/mandate.js');
 const AGENT = 'spiffe://example.org/agent/triage-bot';
 const PASSWORD = 'correct horse battery staple 7';
 
-interface Run { status: number | null; stdout: string; stderr: string }
-
 describe('mandate CLI: users and mandates', () => {
   let m: TestMandate;
-  /** Runs the CLI as a child process (asynchronously: the server answers from this process). */
-  const run = (args: string[], input = ''): Promise<Run> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, MANDATE_SERVER: m.url, MANDATE_ADMIN_TOKEN: m.adminToken ?? '' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(input);
-  });
-  const ok = async (args: string[], input = ''): Promise<string> => {
-    const res = await run(args, input);
-    assert.equal(res.status, 0, `mandate ${args.join(' ')} failed: ${res.stderr}`);
-    return res.stdout;
-  };
+  const { run, ok } = cliFor(() => m);
   let userId: string;
 
   before(async () => {
@@ -163,7 +141,7 @@ describe('mandate CLI: users and mandates', () => {
     ];
     const results = await Promise.all(cases.map(([, args]) => run(['mandates', 'grant', ...args])));
     cases.forEach(([name, , message], i) => {
-      const res = results[i] as Run;
+      const res = results[i] as CliRun;
       assert.notEqual(res.status, 0, `${name}: exit status`);
       assert.match(res.stderr, message, name);
       assert.equal(res.stdout, '', name);

@@ -4,40 +4,24 @@
  * walk-through, run as child processes against a real server.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ISSUES, delegationYaml } from '../support/delegation.ts';
+import { cliFor } from '../support/cli.ts';
 import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
-const BIN = join(process.cwd(), 'bin/mandate.js');
 const AGENT = 'spiffe://example.org/agent/cli-bot';
 const REDIRECT = 'http://127.0.0.1:8400/callback';
 /** The shared delegation config plus a public authorization-code client. */
 const YAML = `${delegationYaml().trimEnd()}\n    - client_id: web-app\n      redirect_uris: ["${REDIRECT}"]\n`;
 
-interface Run { status: number | null; stdout: string; stderr: string }
-
 describe('mandate obo: exchange, introspect, revoke', () => {
   let m: TestMandate;
   const svidDir = join(mkdtempSync(join(tmpdir(), 'mandate-obo-')), 'svid');
-  const run = (args: string[]): Promise<Run> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, MANDATE_SERVER: m.url, MANDATE_ADMIN_TOKEN: m.adminToken ?? '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-  const ok = async (args: string[]): Promise<string> => {
-    const res = await run(args);
-    assert.equal(res.status, 0, `mandate ${args.join(' ')} failed: ${res.stderr}`);
-    return res.stdout;
-  };
+  const { run, ok } = cliFor(() => m);
   let mandateId: string;
 
   before(async () => {

@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 import { parseDurationSeconds } from '../../config/duration.ts';
 import { MandateError } from '../../errors.ts';
 import { AdminClient } from '../admin-client.ts';
-import { print, printTable } from '../output.ts';
+import { collect, print, printTable } from '../output.ts';
 
 export interface GlobalOptions {
   server: string;
@@ -25,7 +25,6 @@ function seconds(value: string | undefined, flag: string): number | undefined {
   return s;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function adminApiCommands(program: Command): void {
   const entry = program.command('entry').description('registration entries: which SPIFFE ID a workload gets when its attestation matches');

@@ -8,10 +8,9 @@ import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import { MandateError } from '../../errors.ts';
 import type { AdminClient } from '../admin-client.ts';
-import { print, printTable } from '../output.ts';
+import { collect, print, printTable } from '../output.ts';
 import { clientFrom } from './admin-api.ts';
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 async function readAllStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -10,10 +10,9 @@ import { MandateError } from '../../errors.ts';
 import { AgentAuthError } from '../../sdk/agent/errors.ts';
 import { MandateAgent, SUBJECT_TOKEN_TYPES } from '../../sdk/agent/index.ts';
 import { filesSource } from '../../sdk/agent/svid-source.ts';
-import { print } from '../output.ts';
+import { collect, print } from '../output.ts';
 import { clientFrom, type GlobalOptions } from './admin-api.ts';
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function oboCommands(program: Command): void {
   const obo = program.command('obo').description('On-Behalf-Of tokens: exchange (as an agent) and introspect (as an admin)');

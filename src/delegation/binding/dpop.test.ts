@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, CompactSign, type JWK } from 'jose';
+import { calculateJwkThumbprint, type JWK } from 'jose';
 import fc from 'fast-check';
 import { DpopSigner, type DpopAlg } from '../../sdk/agent/dpop.ts';
 import { isOAuthError, type OAuthErrorCode } from '../oauth/errors.ts';

@@ -76,12 +76,7 @@ export class Mandates {
     const resources = [...new Set(input.resources)];
     if (resources.length === 0) throw bad('a mandate needs at least one resource');
     for (const resource of resources) {
-      let url: URL;
-      try {
-        url = new URL(resource);
-      } catch {
-        throw bad(`resource ${JSON.stringify(resource)} is not an absolute URI (RFC 8707 §2)`);
-      }
+      if (typeof resource !== 'string' || !URL.canParse(resource)) throw bad(`resource ${JSON.stringify(resource)} is not an absolute URI (RFC 8707 §2)`);
       if (resource.includes('#')) throw bad(`resource ${resource} must not contain a fragment (RFC 8707 §2)`);
       if (knownResources.length > 0 && !knownResources.some((r) => r.uri === resource)) {
         throw bad(`unknown resource ${resource} (known: ${knownResources.map((r) => r.uri).join(', ')})`);

@@ -1,0 +1,36 @@
+/**
+ * Runs the real `mandate` program as a child process against a test server. Asynchronous on purpose:
+ * the server answers from the test's own process, which must keep running meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import type { TestMandate } from './mandate.ts';
+
+const BIN = join(process.cwd(), 'bin/mandate.js');
+
+export interface CliRun { status: number | null; stdout: string; stderr: string }
+
+/** A runner bound to a server (MANDATE_SERVER and MANDATE_ADMIN_TOKEN set from it). */
+export function cliFor(server: () => TestMandate): { run(args: string[], input?: string): Promise<CliRun>; ok(args: string[], input?: string): Promise<string> } {
+  const run = (args: string[], input = ''): Promise<CliRun> => new Promise((resolve, reject) => {
+    const m = server();
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, MANDATE_SERVER: m.url, MANDATE_ADMIN_TOKEN: m.adminToken ?? '' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    child.stdin.end(input);
+  });
+  const ok = async (args: string[], input = ''): Promise<string> => {
+    const res = await run(args, input);
+    assert.equal(res.status, 0, `mandate ${args.join(' ')} failed: ${res.stderr}`);
+    return res.stdout;
+  };
+  return { run, ok };
+}
