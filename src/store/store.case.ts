@@ -944,6 +944,16 @@ export function storeSuite<S extends Store>(
         });
       });
 
+      it('looks a token up without using it, and not once it has expired', async () => {
+        const t = refreshToken({ expiresAt: at(100) });
+        await store.createRefreshToken(t);
+        assert.deepEqual(await store.getRefreshToken(t.tokenHash, at(10)), t);
+        assert.deepEqual(await store.consumeRefreshToken(t.tokenHash, at(20)), { token: { ...t, usedAt: at(20) }, consumed: true }, 'the lookup left it unused');
+        assert.deepEqual(await store.getRefreshToken(t.tokenHash, at(30)), { ...t, usedAt: at(20) });
+        assert.equal(await store.getRefreshToken(t.tokenHash, at(100)), null);
+        assert.equal(await store.getRefreshToken(hex(32), at(0)), null);
+      });
+
       it('round-trips a token without DPoP binding, and one created already used', async () => {
         const unbound = refreshToken({ dpopJkt: null, scopes: [], resources: [] });
         const spent = refreshToken({ usedAt: at(3) });

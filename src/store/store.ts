@@ -290,6 +290,8 @@ export interface Store {
   createRefreshToken(token: RefreshTokenRecord): Promise<void>;
   /** As consumeEphemeral: atomic single use, reuse reported with consumed=false, null when unknown. */
   consumeRefreshToken(tokenHash: string, now: Date): Promise<{ token: RefreshTokenRecord; consumed: boolean } | null>;
+  /** The token without using it (revocation checks its owner first); null when unknown or expired at `now`. */
+  getRefreshToken(tokenHash: string, now: Date): Promise<RefreshTokenRecord | null>;
   /** Deletes every token of the family; returns how many. */
   revokeRefreshFamily(familyId: string): Promise<number>;
 

@@ -3,7 +3,8 @@
  * an external OpenID provider (a real oidc-provider) ending in a consented mandate for the provider's
  * (issuer, sub); the provider's ID token as the subject of an agent's token exchange; authorization
  * codes with rotating refresh tokens and reuse detection; Dynamic Client Registration; a client
- * known only by its Client ID Metadata Document; and RFC 7009 revocation of refresh tokens.
+ * known only by its Client ID Metadata Document; RFC 7009 revocation of refresh tokens; and DPoP
+ * server nonces on the code and refresh grants.
  *
  * The browser is `fetch` with a cookie jar: no redirects followed, Mandate's Origin on every POST.
  * TestIdp only accepts Mandate's callback at http://127.0.0.1:8420 (its CALLBACK), so the sign-in
@@ -265,9 +266,7 @@ describe('delegation flows through the HTTP routes', () => {
         ok(await exchange(await signedByProvider({ aud: CLIENT_ID }), await DpopSigner.generate()), 'provider-signed ID token');
       });
 
-      it('refuses an ID token issued to another audience with invalid_request (RFC 8693 §2.2.2)', {
-        todo: 'product bug: the ID token\'s audience refusal is invalid_grant (src/delegation/principals/oidc.ts verifySubjectToken), not invalid_request',
-      }, async () => {
+      it('refuses an ID token issued to another audience with invalid_request (RFC 8693 §2.2.2)', async () => {
         for (const aud of ['another-client', ['another-client', 'someone-else']]) {
           const res = await exchange(await signedByProvider({ aud }), await DpopSigner.generate());
           refused(res, 400, 'invalid_request', /audience/);
@@ -336,13 +335,11 @@ describe('delegation flows through the HTTP routes', () => {
         refused(await refresh(m, await bound('st-dpop-2')), 400, 'invalid_dpop_proof', /DPoP-bound/);
         const wrongKey = await refresh(m, await bound('st-dpop-3'), { dpop: other });
         assert.ok(wrongKey.status === 400 || wrongKey.status === 401, `a proof of another key: ${wrongKey.status} ${JSON.stringify(wrongKey.body)}`);
-        assert.match(wrongKey.body.error_description, /does not match/);
+        assert.match(wrongKey.body.error_description, /bound to another DPoP key/);
         assert.equal(wrongKey.body.access_token, undefined);
       });
 
-      it('a proof of another key is refused as a token-endpoint error (400 invalid_dpop_proof or invalid_grant)', {
-        todo: 'product bug: src/delegation/oauth/code-grant.ts issue() uses checkDpopBinding, which throws the resource-server error invalid_token (401)',
-      }, async () => {
+      it('a proof of another key is refused as a token-endpoint error (400 invalid_dpop_proof or invalid_grant)', async () => {
         const { code, verifier } = await consentedCode(m, browser, webApp('st-dpop-4'), password);
         const body = ok(await redeem(m, WEB_APP, code, verifier, { dpop: await DpopSigner.generate() }), 'DPoP-bound code exchange');
         const res = await refresh(m, body.refresh_token, { dpop: await DpopSigner.generate() });
@@ -440,9 +437,7 @@ describe('delegation flows through the HTTP routes', () => {
         });
       }
 
-      it('refuses a body that is not JSON with 400 invalid_client_metadata and an OAuth error body', {
-        todo: 'product bug: src/server/routes/oauth.ts POST /oauth/register lets ctx.json()\'s MandateError through: 400 {error: ERR_BAD_REQUEST, message}',
-      }, async () => {
+      it('refuses a body that is not JSON with 400 invalid_client_metadata and an OAuth error body', async () => {
         for (const body of ['{"redirect_uris": [', '', 'redirect_uris=https://app.example/cb']) {
           const res = await register(body);
           assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.status} ${JSON.stringify(res.body)}`);
@@ -556,9 +551,7 @@ describe('delegation flows through the HTTP routes', () => {
         assert.equal((await revoke('not even a token')).status, 200);
       });
 
-      it('another client\'s revocation request is answered 200 and leaves the token usable (RFC 7009 §2.1)', {
-        todo: 'product bug: src/delegation/oauth/endpoints.ts revocationEndpoint consumes the refresh token before checking its client; the owner\'s next refresh is then "reuse" and revokes the family',
-      }, async () => {
+      it('another client\'s revocation request is answered 200 and leaves the token usable (RFC 7009 §2.1)', async () => {
         const rt = await family('st-rev-3');
         assert.equal((await revoke(rt, AGENT_APP)).status, 200);
         ok(await refresh(m, rt), 'refresh after a foreign revocation request');
@@ -598,18 +591,14 @@ describe('delegation flows through the HTTP routes', () => {
       ok(await refresh(m, tokens.refresh_token, { dpopProof: await proof() }), 'refresh with a nonce');
     });
 
-    it('the code grant: a client that retries with the nonce it was given gets its tokens', {
-      todo: 'product bug: src/delegation/oauth/code-grant.ts authorizationCodeGrant consumes the code before issue() checks the DPoP proof, so the use_dpop_nonce retry finds the code spent',
-    }, async () => {
+    it('the code grant: a client that retries with the nonce it was given gets its tokens', async () => {
       const key = await DpopSigner.generate();
       const { code: c, verifier } = await code('st-nonce-1');
       const tokens = ok(await withNonceRetry(key, { grant_type: 'authorization_code', client_id: WEB_APP, code: c, redirect_uri: REDIRECT_URI, code_verifier: verifier }), 'code exchange after the nonce retry');
       assert.equal(tokens.token_type, 'DPoP');
     });
 
-    it('the refresh grant: a client that retries with the nonce it was given gets its tokens, and the family lives on', {
-      todo: 'product bug: src/delegation/oauth/code-grant.ts refreshTokenGrant consumes the refresh token before issue() checks the DPoP proof, so the use_dpop_nonce retry is taken for reuse and revokes the family',
-    }, async () => {
+    it('the refresh grant: a client that retries with the nonce it was given gets its tokens, and the family lives on', async () => {
       const key = await DpopSigner.generate();
       const { code: c, verifier } = await code('st-nonce-2');
       const tokens = ok(await redeem(m, WEB_APP, c, verifier, { dpopProof: await key.proof('POST', `${m.url}/oauth/token`, { nonce: m.delegation.oauth.dpop.nonces.current() }) }), 'code exchange with a nonce');

@@ -9,7 +9,6 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { PrincipalRef } from '../../store/store.ts';
-import { checkDpopBinding } from '../binding/mtls.ts';
 import { MANDATE_ID_PREFIX, mandateIsLive } from '../mandates/mandates.ts';
 import { mintAccessToken } from '../tokens/mint.ts';
 import { GRANT, type OAuthContext } from './context.ts';
@@ -69,17 +68,26 @@ function pickScopes(r: GrantRequest, granted: string[]): string[] {
   return asked;
 }
 
-async function issue(
-  ctx: OAuthContext,
-  r: GrantRequest,
-  grant: { principal: PrincipalRef; scopes: string[]; resources: string[]; mandateId: string | null; familyId: string; authTime?: number },
-  dpopJkt: string | null,
-): Promise<TokenResponse> {
-  const binding = await bindingFor(ctx, r, false);
-  if (dpopJkt !== null) {
+type Binding = Awaited<ReturnType<typeof bindingFor>>;
+
+interface GrantFields {
+  principal: PrincipalRef;
+  scopes: string[];
+  resources: string[];
+  mandateId: string | null;
+  familyId: string;
+  authTime?: number;
+}
+
+/**
+ * Everything that can refuse the request, checked before the code or refresh token is spent: a
+ * refused proof (a `use_dpop_nonce` round trip, say) or a wrong resource must not burn the grant.
+ */
+async function prepare(ctx: OAuthContext, r: GrantRequest, grant: GrantFields, boundTo: string | null, binding: Binding) {
+  if (boundTo !== null) {
     // A DPoP-bound refresh family stays bound to the same key (RFC 9449 §5).
     if (!binding.cnf?.jkt) throw new OAuthError('invalid_dpop_proof', 'this refresh token is DPoP-bound: send a DPoP proof of the same key');
-    checkDpopBinding({ jkt: dpopJkt }, binding.cnf.jkt);
+    if (binding.cnf.jkt !== boundTo) throw new OAuthError('invalid_dpop_proof', 'this refresh token is bound to another DPoP key than the one that signed the proof');
   }
   const resource = pickResource(r, grant.resources);
   const scopes = pickScopes(r, grant.scopes);
@@ -89,6 +97,11 @@ async function issue(
     if (!mandate || !mandateIsLive(mandate, ctx.now())) throw new OAuthError('invalid_grant', `mandate ${grant.mandateId} is no longer live`);
     ttl = Math.min(ttl, Math.floor((mandate.expiresAt.getTime() - ctx.now().getTime()) / 1000));
   }
+  return { resource, scopes, ttl };
+}
+
+async function issue(ctx: OAuthContext, r: GrantRequest, grant: GrantFields, binding: Binding, checked: { resource: string; scopes: string[]; ttl: number }): Promise<TokenResponse> {
+  const { resource, scopes, ttl } = checked;
   const { token, claims } = await mintAccessToken(ctx.keys, {
     iss: ctx.issuer,
     sub: grant.principal.subject,
@@ -130,33 +143,46 @@ export async function authorizationCodeGrant(ctx: OAuthContext, r: GrantRequest)
   const code = r.params.require('code');
   const redirectUri = r.params.require('redirect_uri', '(the one sent to the authorization endpoint)');
   const verifier = r.params.require('code_verifier', '(PKCE is required)');
-  const found = await ctx.store.consumeEphemeral(CODE_KIND, hashSecret(code), ctx.now());
+  const binding = await bindingFor(ctx, r, false);
+  const key = hashSecret(code);
+  const seen = await ctx.store.getEphemeral(CODE_KIND, key, ctx.now());
+  if (!seen) throw new OAuthError('invalid_grant', 'the authorization code is unknown or expired');
+  const grant = seen.value as CodeGrant;
+  let checked;
+  if (seen.usedAt === null) {
+    if (grant.clientId !== r.client.client.clientId) throw new OAuthError('invalid_grant', 'the authorization code was issued to another client');
+    if (grant.redirectUri !== redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri differs from the one in the authorization request');
+    if (!pkceMatches(verifier, grant.codeChallenge)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge (PKCE)');
+    checked = await prepare(ctx, r, grant, null, binding);
+  }
+  const found = await ctx.store.consumeEphemeral(CODE_KIND, key, ctx.now());
   if (!found) throw new OAuthError('invalid_grant', 'the authorization code is unknown or expired');
-  const grant = found.record.value as CodeGrant;
-  if (!found.consumed) {
+  if (!found.consumed || !checked) {
     // RFC 6749 §4.1.2: a reused code revokes what was issued from it.
     await ctx.store.revokeRefreshFamily(grant.familyId);
     ctx.events.emit({ type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'authorization code reused; its refresh tokens are revoked', clientId: grant.clientId });
     throw new OAuthError('invalid_grant', 'the authorization code has already been used');
   }
-  if (grant.clientId !== r.client.client.clientId) throw new OAuthError('invalid_grant', 'the authorization code was issued to another client');
-  if (grant.redirectUri !== redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri differs from the one in the authorization request');
-  if (!pkceMatches(verifier, grant.codeChallenge)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge (PKCE)');
-  return issue(ctx, r, grant, null);
+  return issue(ctx, r, grant, binding, checked);
 }
 
 export async function refreshTokenGrant(ctx: OAuthContext, r: GrantRequest): Promise<TokenResponse> {
   if (!r.client.client.grantTypes.includes(GRANT.refreshToken)) throw new OAuthError('unauthorized_client', `client ${r.client.client.clientId} may not use refresh tokens`);
   const presented = r.params.require('refresh_token');
-  const found = await ctx.store.consumeRefreshToken(hashSecret(presented), ctx.now());
-  if (!found || found.token.expiresAt.getTime() <= ctx.now().getTime()) throw new OAuthError('invalid_grant', 'the refresh token is unknown, revoked or expired');
-  const t = found.token;
-  if (!found.consumed) {
+  const binding = await bindingFor(ctx, r, false);
+  const key = hashSecret(presented);
+  const t = await ctx.store.getRefreshToken(key, ctx.now());
+  if (!t) throw new OAuthError('invalid_grant', 'the refresh token is unknown, revoked or expired');
+  // Another client's token is refused without touching it (it is not this caller's to spend).
+  if (t.clientId !== r.client.client.clientId) throw new OAuthError('invalid_grant', 'the refresh token was issued to another client');
+  const grant: GrantFields = { principal: t.principal, scopes: t.scopes, resources: t.resources, mandateId: t.familyId.startsWith(MANDATE_ID_PREFIX) ? t.familyId : null, familyId: t.familyId };
+  const checked = t.usedAt === null ? await prepare(ctx, r, grant, t.dpopJkt, binding) : undefined;
+  const found = await ctx.store.consumeRefreshToken(key, ctx.now());
+  if (!found) throw new OAuthError('invalid_grant', 'the refresh token is unknown, revoked or expired');
+  if (!found.consumed || !checked) {
     await ctx.store.revokeRefreshFamily(t.familyId);
     ctx.events.emit({ type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'refresh token reused; its family is revoked', clientId: t.clientId });
     throw new OAuthError('invalid_grant', 'the refresh token has already been used; every token of its grant is now revoked');
   }
-  if (t.clientId !== r.client.client.clientId) throw new OAuthError('invalid_grant', 'the refresh token was issued to another client');
-  const mandateId = t.familyId.startsWith(MANDATE_ID_PREFIX) ? t.familyId : null;
-  return issue(ctx, r, { principal: t.principal, scopes: t.scopes, resources: t.resources, mandateId, familyId: t.familyId }, t.dpopJkt);
+  return issue(ctx, r, grant, binding, checked);
 }

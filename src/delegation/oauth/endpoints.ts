@@ -136,8 +136,12 @@ export function revocationEndpoint(o: OAuthContext, listener: Listener) {
       throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
     }
     if (token.startsWith('mrt_')) {
-      const found = await o.store.consumeRefreshToken(hashSecret(token), o.now());
-      if (found && found.token.clientId === client.client.clientId) await o.store.revokeRefreshFamily(found.token.familyId);
+      // Looked up, not consumed: another client's request must leave the token as it is (RFC 7009 §2.1).
+      const found = await o.store.getRefreshToken(hashSecret(token), o.now());
+      if (found && found.clientId === client.client.clientId) {
+        await o.store.revokeRefreshFamily(found.familyId);
+        o.events.emit({ type: 'token.revoked', outcome: 'success', clientId: client.client.clientId, refreshFamily: true });
+      }
     } else {
       try {
         const claims = await o.verifier.verifySignature(token, o.now());

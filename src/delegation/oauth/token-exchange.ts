@@ -100,7 +100,14 @@ async function readSubject(ctx: OAuthContext, params: OAuthParams): Promise<Subj
     if (claims.act) return { kind: 'parent', claims };
     return { kind: 'principal', principal: { issuer: claims.principal_iss, subject: claims.sub }, authTime: claims.auth_time, mayAct: (claims as { may_act?: unknown }).may_act };
   }
-  const principal = await ctx.verifyProviderToken(token);
+  let principal;
+  try {
+    principal = await ctx.verifyProviderToken(token);
+  } catch (err) {
+    // RFC 8693 §2.2.2: an invalid subject token is invalid_request; an unreachable provider stays temporarily_unavailable.
+    if (err instanceof OAuthError && err.error === 'invalid_grant') throw refuse(`the subject token is not valid: ${err.message}`);
+    throw err;
+  }
   if (!principal) throw refuse('the subject token is not from this authorization server or a trusted identity provider');
   return { kind: 'principal', principal: { issuer: principal.issuer, subject: principal.subject }, mayAct: undefined };
 }

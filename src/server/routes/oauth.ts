@@ -17,7 +17,8 @@ import {
   tokenEndpoint,
   type Listener,
 } from '../../delegation/oauth/endpoints.ts';
-import { isOAuthError } from '../../delegation/oauth/errors.ts';
+import { OAuthError, isOAuthError } from '../../delegation/oauth/errors.ts';
+import { isMandateError } from '../../errors.ts';
 import { sendJson } from '../http/context.ts';
 import type { Router } from '../http/router.ts';
 
@@ -37,8 +38,13 @@ export function oauthRoutes(router: Router, delegation: DelegationAuthority, lis
       try {
         const response = await registerClient(await ctx.json(), { store: o.store, dynamicRegistration: delegation.config.dynamicRegistration, now: o.now });
         o.events.emit({ type: 'client.registered', outcome: 'success', clientId: response.client_id, sourceAddress: ctx.sourceAddress });
-        sendJson(ctx.res, 201, response);
+        sendJson(ctx.res, 201, response, { pragma: 'no-cache' });
       } catch (err) {
+        // RFC 7591 §3.2.2: a body that is not a JSON object is invalid client metadata too.
+        if (isMandateError(err) && err.status < 500) {
+          sendOAuthError(ctx, new OAuthError('invalid_client_metadata', err.message, { status: err.status }));
+          return;
+        }
         if (!isOAuthError(err)) throw err;
         sendOAuthError(ctx, err);
       }

@@ -774,6 +774,15 @@ class PgStore implements PostgresStore {
     return earlier.rows[0] ? { token: toRefreshToken(earlier.rows[0]), consumed: false } : null;
   }
 
+  async getRefreshToken(tokenHash: string, now: Date): Promise<RefreshTokenRecord | null> {
+    const found = await this.query<RefreshTokenRow>(
+      'getRefreshToken',
+      'SELECT * FROM refresh_tokens WHERE token_hash = $1 AND expires_at > $2',
+      [tokenHash, at(now, 'refresh token lookup time')],
+    );
+    return found.rows[0] ? toRefreshToken(found.rows[0]) : null;
+  }
+
   async revokeRefreshFamily(familyId: string): Promise<number> {
     const { rowCount } = await this.query('revokeRefreshFamily', 'DELETE FROM refresh_tokens WHERE family_id = $1', [
       familyId,

@@ -745,6 +745,14 @@ class SqliteStore implements Store {
     });
   }
 
+  getRefreshToken(tokenHash: string, now: Date): Promise<RefreshTokenRecord | null> {
+    return this.run('getRefreshToken', () => {
+      const row = this.stmt('SELECT * FROM refresh_tokens WHERE token_hash = ? AND expires_at > ?')
+        .get(tokenHash, requireDate(now, 'refresh token lookup time')) as RefreshTokenRow | undefined;
+      return row ? toRefreshToken(row) : null;
+    });
+  }
+
   revokeRefreshFamily(familyId: string): Promise<number> {
     return this.run(
       'revokeRefreshFamily',
