@@ -62,18 +62,10 @@ export class Mandates {
     return this.deps.config.scopes[scope] ?? scope;
   }
 
-  /** Checks a grant and fills defaults; ERR_BAD_REQUEST naming the first problem. */
-  validate(input: GrantMandateInput): Omit<MandateRecord, 'id' | 'createdAt' | 'status' | 'revokedAt' | 'revokedBy'> {
-    const { mandates, scopes: known, resources: knownResources } = this.deps.config;
-    const agent = parseAgentPattern(input.agent);
-    if (!input.principal?.issuer || !input.principal.subject) throw bad('principal needs an issuer and a subject');
-    const scopes = [...new Set(input.scopes)];
-    if (scopes.length === 0) throw bad('a mandate needs at least one scope');
-    for (const scope of scopes) {
-      if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) throw bad(`scope ${JSON.stringify(scope)} is not a valid scope token (RFC 6749 §3.3)`);
-      if (Object.keys(known).length > 0 && !(scope in known)) throw bad(`unknown scope "${scope}" (known: ${Object.keys(known).join(', ')})`);
-    }
-    const resources = [...new Set(input.resources)];
+  /** The resources a mandate may name: absolute URIs without fragment, known when resources are configured. */
+  checkResources(input: string[]): string[] {
+    const knownResources = this.deps.config.resources;
+    const resources = [...new Set(input)];
     if (resources.length === 0) throw bad('a mandate needs at least one resource');
     for (const resource of resources) {
       if (typeof resource !== 'string' || !URL.canParse(resource)) throw bad(`resource ${JSON.stringify(resource)} is not an absolute URI (RFC 8707 §2)`);
@@ -82,13 +74,33 @@ export class Mandates {
         throw bad(`unknown resource ${resource} (known: ${knownResources.map((r) => r.uri).join(', ')})`);
       }
     }
-    if (knownResources.length > 0) {
-      for (const scope of scopes) {
-        if (!resources.some((uri) => knownResources.find((r) => r.uri === uri)?.scopes.includes(scope))) {
-          throw bad(`scope "${scope}" does not apply to any of the mandate's resources`);
-        }
+    return resources;
+  }
+
+  /** The scopes a mandate may grant at these (checked) resources: valid, known, and applying to one of them. */
+  checkScopes(input: string[], resources: string[]): string[] {
+    const { scopes: known, resources: knownResources } = this.deps.config;
+    const scopes = [...new Set(input)];
+    if (scopes.length === 0) throw bad('a mandate needs at least one scope');
+    for (const scope of scopes) {
+      if (typeof scope !== 'string' || !SCOPE_TOKEN.test(scope)) throw bad(`scope ${JSON.stringify(scope)} is not a valid scope token (RFC 6749 §3.3)`);
+      if (Object.keys(known).length > 0 && !(scope in known)) throw bad(`unknown scope "${scope}" (known: ${Object.keys(known).join(', ')})`);
+      if (knownResources.length > 0 && !resources.some((uri) => knownResources.find((r) => r.uri === uri)?.scopes.includes(scope))) {
+        throw bad(`scope "${scope}" does not apply to any of the mandate's resources`);
       }
     }
+    return scopes;
+  }
+
+  /** Checks a grant and fills defaults; ERR_BAD_REQUEST naming the first problem. */
+  validate(input: GrantMandateInput): Omit<MandateRecord, 'id' | 'createdAt' | 'status' | 'revokedAt' | 'revokedBy'> {
+    const { mandates } = this.deps.config;
+    const agent = parseAgentPattern(input.agent);
+    if (!input.principal?.issuer || !input.principal.subject) throw bad('principal needs an issuer and a subject');
+    if (!Array.isArray(input.scopes)) throw bad('scopes must be a list');
+    if (!Array.isArray(input.resources)) throw bad('resources must be a list');
+    const resources = this.checkResources(input.resources);
+    const scopes = this.checkScopes(input.scopes, resources);
     const ttl = input.ttlSeconds ?? mandates.defaultTtl;
     if (!Number.isFinite(ttl) || ttl <= 0) throw bad('the mandate lifetime must be a positive number of seconds');
     if (ttl > mandates.maxTtl) throw bad(`the mandate lifetime ${ttl}s exceeds the maximum of ${mandates.maxTtl}s (delegation.mandates.max_ttl)`);

@@ -166,15 +166,18 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority): 
         throw new OAuthError('invalid_request', isMandateError(err) ? err.message : 'agent is not a SPIFFE ID');
       }
       if (client.spiffeId !== undefined && agent !== client.spiffeId) throw new OAuthError('invalid_request', `client ${client.clientId} acts as ${client.spiffeId} only`);
-      const known = config.resources;
-      const scopes = params.scopes() ?? [...new Set(resources.flatMap((r) => known.find((k) => k.uri === r)?.scopes ?? []))];
-      // Reuses the mandate rules (known scopes and resources, scopes that apply) before asking anyone.
-      try {
-        mandates.validate({ principal: { issuer: 'x', subject: 'x', name: 'x' }, agent, scopes, resources, origin: 'consent' });
-      } catch (err) {
-        const message = isMandateError(err) ? err.message : String(err);
-        throw new OAuthError(/resource/.test(message) ? 'invalid_target' : 'invalid_scope', message);
-      }
+      // The mandate rules (known resources and scopes, scopes that apply), checked before anyone is asked.
+      const asMandate = <T>(check: () => T, error: 'invalid_target' | 'invalid_scope'): T => {
+        try {
+          return check();
+        } catch (err) {
+          if (isMandateError(err)) throw new OAuthError(error, err.message);
+          throw err;
+        }
+      };
+      asMandate(() => mandates.checkResources(resources), 'invalid_target');
+      const scopes = params.scopes() ?? [...new Set(resources.flatMap((r) => config.resources.find((k) => k.uri === r)?.scopes ?? []))];
+      asMandate(() => mandates.checkScopes(scopes, resources), 'invalid_scope');
       const id = randomBytes(18).toString('base64url');
       const request: PendingAuthorization = { clientId, redirectUri, state, codeChallenge: challenge, scopes, resources, agent };
       await o.store.putEphemeral({ kind: REQUEST_KIND, key: id, value: request, expiresAt: new Date(o.now().getTime() + REQUEST_TTL_SECONDS * 1000) });
