@@ -79,6 +79,14 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
+/** Malformed requests (bad headers, oversized header block, TLS garbage) get a 400, never a crash. */
+function answerClientErrors(server: Server): void {
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+}
+
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
@@ -108,6 +116,7 @@ async function bindMtlsListener(
     requestCert: true,
     rejectUnauthorized: false,
   }, router.handle);
+  answerClientErrors(server);
   await listen(server, mtls.listen.port, mtls.listen.host);
   closers.push(() => closeServer(server));
   const url = mtls.listen.port === 0 && mtls.publicUrl.endsWith(':0') ? boundUrl(server, 'https') : mtls.publicUrl;
@@ -204,10 +213,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     const server: Server = tls
       ? createHttpsServer({ ...serverOptions, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, router.handle)
       : createHttpServer(serverOptions, router.handle);
-    server.on('clientError', (err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    answerClientErrors(server);
     await listen(server, port, host);
     closers.push(() => closeServer(server));
     const url = boundUrl(server, tls ? 'https' : 'http');

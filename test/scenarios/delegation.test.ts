@@ -8,7 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, type X509Certificate } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { isOAuthError } from '../../src/delegation/oauth/errors.ts';
@@ -555,6 +557,31 @@ describe('delegation authority', () => {
         actor_token: await actorToken(agent, [`${m.mtlsUrl}/oauth/token`]), actor_token_type: TT.jwt,
       }, { tls: tls(agent) }, m.mtlsUrl), 'actor token for the mTLS token endpoint');
       assert.deepEqual(decodeJwt(body.access_token).act, { sub: AGENT });
+    });
+
+    it('answers a malformed request and a plain-HTTP client on the mTLS listener without falling over', async () => {
+      const url = new URL(m.mtlsUrl as string);
+      const garbage = await new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca: m.serverTls?.certPem }, () => {
+          socket.write('POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n');
+        });
+        let reply = '';
+        socket.on('data', (d: Buffer) => { reply += d.toString(); });
+        socket.on('end', () => resolve(reply));
+        socket.on('error', reject);
+      });
+      assert.match(garbage, /^HTTP\/1\.1 400/);
+      const plain = await new Promise<void>((resolve) => {
+        const socket = netConnect({ host: url.hostname, port: Number(url.port) }, () => socket.write('GET / HTTP/1.1\r\n\r\n'));
+        socket.on('close', () => resolve());
+        socket.on('error', () => resolve());
+        socket.resume();
+      });
+      assert.equal(plain, undefined);
+      const meta = await fetch(`${m.url}/.well-known/oauth-authorization-server`);
+      assert.equal(meta.status, 200, 'the server still answers');
+      const noCert = await oauthPost(m.mtlsUrl as string, { grant_type: GRANT_TOKEN_EXCHANGE }, { tls: { ca: m.serverTls?.certPem as string } });
+      assert.equal(noCert.status, 401, 'and the mTLS listener too');
     });
 
     it('refuses callers that are not the agent of the mandate', async () => {

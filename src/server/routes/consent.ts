@@ -102,7 +102,7 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority): 
     return record ? (record.value as Session) : null;
   };
 
-  const startSession = async (res: ServerResponse, principal: PrincipalRef): Promise<string> => {
+  const startSession = async (principal: PrincipalRef): Promise<string> => {
     const id = newSecret('');
     const session: Session = { principal, csrf: randomBytes(24).toString('base64url'), authTime: Math.floor(o.now().getTime() / 1000) };
     await o.store.putEphemeral({ kind: SESSION_KIND, key: hashSecret(id), value: session, expiresAt: new Date(o.now().getTime() + config.sessionTtl * 1000) });
@@ -205,7 +205,7 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority): 
     if (!config.directory.enabled) throw new MandateError('ERR_FORBIDDEN', 'password sign-in is disabled here');
     try {
       const principal = await directory.authenticate(form.get('username') ?? '', form.get('password') ?? '', { sourceAddress: ctx.sourceAddress });
-      const setCookie = await startSession(ctx.res, { issuer: principal.issuer, subject: principal.subject, name: principal.name });
+      const setCookie = await startSession({ issuer: principal.issuer, subject: principal.subject, name: principal.name });
       redirect(ctx.res, `/consent?request=${encodeURIComponent(request)}`, { 'set-cookie': setCookie });
     } catch (err) {
       if (!isMandateError(err, 'ERR_UNAUTHENTICATED')) throw err;
@@ -230,7 +230,7 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority): 
     const { signIn, request } = found.record.value as { signIn: PendingSignIn; request: string };
     if (signIn.providerId !== ctx.params.provider) throw new MandateError('ERR_FORBIDDEN', 'the sign-in response came back to another provider\'s address');
     const principal = await providers.completeSignIn(signIn, new URL(ctx.req.url ?? '/', delegation.issuer));
-    const setCookie = await startSession(ctx.res, { issuer: principal.issuer, subject: principal.subject, name: principal.name });
+    const setCookie = await startSession({ issuer: principal.issuer, subject: principal.subject, name: principal.name });
     redirect(ctx.res, `/consent?request=${encodeURIComponent(request)}`, { 'set-cookie': setCookie });
   }));
 
