@@ -415,3 +415,54 @@ describe('MandateAgent with a misbehaving authorization server', { timeout: 30_0
     }
   });
 });
+
+describe('MandateAgent with binding mtls', { timeout: 30_000 }, () => {
+  const request = { subjectToken: 'mdt_x', subjectTokenType: SUBJECT_TOKEN_TYPES.mandate, resource: RESOURCE };
+  const noX509 = staticSource({ jwtSvid: async () => 'header.payload.signature' });
+  const x509Calls: string[] = [];
+  const withX509 = staticSource({
+    jwtSvid: async () => assert.fail('no JWT-SVID for mutual TLS'),
+    x509: async () => {
+      x509Calls.push('x509');
+      throw new Error('no SVID read expected');
+    },
+  });
+
+  test('options are checked when the agent is made', () => {
+    assert.throws(() => new MandateAgent({ issuer: 'https://mandate.example', svids: noX509, binding: 'mtls' }), (err) => err instanceof TypeError && /X\.509-SVID/.test(err.message));
+    assert.throws(() => new MandateAgent({ issuer: 'https://mandate.example', svids: withX509, binding: 'tls' as 'mtls' }), (err) => err instanceof TypeError && /binding must be/.test(err.message));
+    assert.throws(() => new MandateAgent({ issuer: 'https://mandate.example', svids: withX509, binding: 'mtls', tlsCa: 'not pem' }), (err) => err instanceof TypeError && /tlsCa/.test(err.message));
+    assert.equal(new MandateAgent({ issuer: 'https://mandate.example', svids: withX509, binding: 'mtls' }).binding, 'mtls');
+    assert.equal(new MandateAgent({ issuer: 'https://mandate.example', svids: noX509 }).binding, 'dpop');
+  });
+
+  test('a DPoP agent without an X.509-SVID has no TLS dispatcher', async () => {
+    const agent = new MandateAgent({ issuer: 'https://mandate.example', svids: noX509 });
+    await assert.rejects(agent.tlsDispatcher(), (err) => err instanceof TypeError && /no X\.509-SVID/.test(err.message));
+    await assert.rejects(agent.spiffeId(), TypeError);
+  });
+
+  const aliasCases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['no mtls_endpoint_aliases', {}, /names no mtls_endpoint_aliases\.token_endpoint/],
+    ['aliases without a token endpoint', { mtls_endpoint_aliases: { revocation_endpoint: 'https://x.example/revoke' } }, /names no mtls_endpoint_aliases\.token_endpoint/],
+    ['a token endpoint that is not a URL', { mtls_endpoint_aliases: { token_endpoint: 'nope' } }, /is not a URL/],
+    ['a token endpoint without TLS', { mtls_endpoint_aliases: { token_endpoint: 'http://127.0.0.1:1/oauth/token' } }, /is not an https URL/],
+    ['aliases that are no object', { mtls_endpoint_aliases: 'https://x.example' }, /mtls_endpoint_aliases is not an object/],
+    ['a token endpoint that is no string', { mtls_endpoint_aliases: { token_endpoint: 1 } }, /mtls_endpoint_aliases is not an object/],
+  ];
+  for (const [name, extra, pattern] of aliasCases) {
+    test(`exchange refuses: ${name}`, async () => {
+      const fake = await fakeServer((_req, res, base) => json(res, 200, metadataOf(base, extra)));
+      try {
+        x509Calls.length = 0;
+        const agent = new MandateAgent({ issuer: fake.url, svids: withX509, binding: 'mtls' });
+        await assert.rejects(agent.exchange(request), (err) => err instanceof AgentAuthError && err.error === INVALID_RESPONSE && pattern.test(err.message), name);
+        assert.deepEqual(fake.requests, ['GET /.well-known/oauth-authorization-server'], 'no token request');
+        assert.deepEqual(x509Calls, [], 'the SVID is not read');
+      } finally {
+        fake.server.closeAllConnections();
+        fake.server.close();
+      }
+    });
+  }
+});

@@ -1,20 +1,33 @@
 /**
  * MandateAgent: what an agent runs to act for a person. It exchanges the person's token (or an
  * admin-issued mandate id, or a parent agent's token) at the Mandate authorization server for a short
- * On-Behalf-Of token for one resource (RFC 8693), proving who the agent is with its JWT-SVID and
- * binding the token to its DPoP key (RFC 9449); it keeps that token per resource and grant and
- * exchanges again before it runs out; and it signs the DPoP proof each request to the resource needs.
+ * On-Behalf-Of token for one resource (RFC 8693); it keeps that token per resource and grant and
+ * exchanges again before it runs out. Two ways to bind the token to the agent:
+ *
+ *   binding 'dpop' (default)  the agent proves who it is with its JWT-SVID and the token is bound to
+ *                             its DPoP key (RFC 9449); every request to the resource carries a proof.
+ *   binding 'mtls'            the agent calls Mandate's mutual-TLS token endpoint with its X.509-SVID
+ *                             as client certificate (RFC 8705 tls_client_auth) and gets a Bearer token
+ *                             bound to that certificate (`cnf.x5t#S256`); requests to the resource
+ *                             go over TLS connections presenting the same SVID (tlsDispatcher()).
  *
  * @example
  *   const agent = new MandateAgent({ issuer: 'https://mandate.example.org', svids: workloadApiSource('/run/mandate/agent.sock') });
  *   const grant = { subjectToken: mandateId, subjectTokenType: SUBJECT_TOKEN_TYPES.mandate };
  *   const headers = await agent.authorize({ method: 'POST', url: 'https://tools.example/mcp' }, 'https://tools.example/mcp', grant);
  *   await fetch('https://tools.example/mcp', { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body });
+ *
+ * @example
+ *   const agent = new MandateAgent({ issuer, svids, binding: 'mtls', tlsCa: readFileSync('/etc/mandate/ca.pem', 'utf8') });
+ *   const headers = await agent.authorize({ method: 'POST', url }, url, grant); // { Authorization: 'Bearer ...' }
+ *   await undiciFetch(url, { method: 'POST', headers, body, dispatcher: await agent.tlsDispatcher() });
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { DpopSigner } from './dpop.ts';
 import { AgentAuthError, INVALID_RESPONSE } from './errors.ts';
-import type { SvidSource } from './svid-source.ts';
+import type { SvidSource, X509SvidPem } from './svid-source.ts';
+import { SvidDispatcher } from './tls.ts';
 
 /** RFC 8693 §3 token type identifiers, and Mandate's own for an admin-issued mandate id. */
 export const SUBJECT_TOKEN_TYPES = {
@@ -59,10 +72,16 @@ export interface ExchangeRequest extends Grant {
   resource: string;
 }
 
+/** What an agent's tokens are bound to: its DPoP key (RFC 9449) or its X.509-SVID (RFC 8705). */
+export type TokenBinding = 'dpop' | 'mtls';
+
 export interface AgentToken {
   accessToken: string;
-  /** `DPoP`: the token only works with a proof of this agent's DPoP key. */
-  tokenType: 'DPoP';
+  /**
+   * `DPoP`: the token only works with a proof of this agent's DPoP key. `Bearer` (binding 'mtls'):
+   * sent as a Bearer token, it only works over a TLS connection presenting this agent's X.509-SVID.
+   */
+  tokenType: 'DPoP' | 'Bearer';
   /** When the token stops working, by this agent's clock (measured from when it was asked for). */
   expiresAt: Date;
   /** The scopes the token carries. */
@@ -75,6 +94,8 @@ export interface AuthorizationServerMetadata {
   issuer: string;
   token_endpoint: string;
   dpop_signing_alg_values_supported?: string[];
+  /** RFC 8705 §5: the endpoints to use with mutual TLS. */
+  mtls_endpoint_aliases?: { token_endpoint?: string; [endpoint: string]: unknown };
   [field: string]: unknown;
 }
 
@@ -86,20 +107,33 @@ export interface AuthorizeRequest {
   nonce?: string;
 }
 
-/** Headers to add to a request to the resource. */
+/**
+ * Headers to add to a request to the resource: `Authorization: DPoP ...` with a `DPoP` proof, or for
+ * binding 'mtls' just `Authorization: Bearer ...`.
+ */
 export interface AuthorizationHeaders {
   Authorization: string;
-  DPoP: string;
+  DPoP?: string;
 }
 
 export interface MandateAgentOptions {
   /** The authorization server's issuer identifier, exactly as its metadata states it. */
   issuer: string;
-  /** Where the agent's JWT-SVIDs come from. */
+  /** Where the agent's SVIDs come from: JWT-SVIDs for binding 'dpop'; the X.509-SVID (`x509()`) for 'mtls' and tlsDispatcher(). */
   svids: SvidSource;
-  /** The DPoP key tokens are bound to; default a fresh ES256 key for this instance. */
+  /** What tokens are bound to; default 'dpop'. */
+  binding?: TokenBinding;
+  /** The DPoP key tokens are bound to; default a fresh ES256 key for this instance (binding 'dpop'). */
   dpop?: DpopSigner;
-  /** Used for metadata and token requests (e.g. one with a private CA); default the global fetch. */
+  /**
+   * PEM trust anchors for the server certificates of mutual-TLS connections (Mandate's mTLS listener,
+   * and resource servers reached through tlsDispatcher()); default the system roots.
+   */
+  tlsCa?: string;
+  /**
+   * Used for metadata requests and DPoP token requests (e.g. one with a private CA); default the
+   * global fetch. Mutual-TLS token requests go through tlsDispatcher().
+   */
   fetch?: typeof fetch;
   /** Per request to the authorization server. Default 10 s. */
   timeoutMs?: number;
@@ -188,38 +222,109 @@ function checkRequest(r: ExchangeRequest): void {
   }
 }
 
+/** The URI SAN of an X.509-SVID's leaf: the SPIFFE ID. */
+function spiffeIdOf(svid: X509SvidPem): string {
+  const leaf = new X509Certificate(svid.certPem);
+  const uris = (leaf.subjectAltName ?? '').split(', ').filter((san) => san.startsWith('URI:')).map((san) => san.slice(4));
+  const [id] = uris;
+  if (uris.length !== 1 || id === undefined || !id.startsWith('spiffe://')) throw new TypeError('the X.509-SVID does not name exactly one SPIFFE ID in its URI SAN');
+  return id;
+}
+
 /**
- * An agent's client of the Mandate authorization server. One instance holds one DPoP key; tokens it
- * obtains are bound to that key and useless to anyone else.
+ * An agent's client of the Mandate authorization server. One instance holds one DPoP key (binding
+ * 'dpop') or presents one X.509-SVID (binding 'mtls'); tokens it obtains are bound to that key or
+ * certificate and useless to anyone else.
  */
 export class MandateAgent {
   readonly issuer: string;
+  readonly binding: TokenBinding;
   readonly #issuerUrl: URL;
   readonly #svids: SvidSource;
   readonly #fetch: typeof fetch;
   readonly #timeoutMs: number;
   readonly #now: () => Date;
-  readonly #signer: Promise<DpopSigner>;
+  #signer: Promise<DpopSigner> | undefined;
   #metadata: Promise<AuthorizationServerMetadata> | undefined;
   /** The token endpoint's latest DPoP-Nonce. */
   #nonce: string | undefined;
   readonly #tokens = new Map<string, CachedToken>();
   readonly #inFlight = new Map<string, Promise<AgentToken>>();
+  readonly #tlsCa: string | undefined;
+  /** The dispatcher presenting the X.509-SVID, made at the first read of the SVID. */
+  #tls: SvidDispatcher | undefined;
+  /** The running read of the X.509-SVID, shared by concurrent callers. */
+  #tlsRead: Promise<SvidDispatcher> | undefined;
+  #spiffeId: string | undefined;
 
   constructor(opts: MandateAgentOptions) {
     this.#issuerUrl = issuerUrl(opts.issuer);
     this.issuer = opts.issuer;
+    this.binding = opts.binding ?? 'dpop';
+    if (this.binding !== 'dpop' && this.binding !== 'mtls') throw new TypeError(`binding must be 'dpop' or 'mtls', got ${JSON.stringify(opts.binding)}`);
+    if (this.binding === 'mtls' && typeof opts.svids.x509 !== 'function') throw new TypeError("binding 'mtls' needs an SvidSource with the X.509-SVID (x509())");
+    if (opts.tlsCa !== undefined && (typeof opts.tlsCa !== 'string' || !opts.tlsCa.includes('-----BEGIN CERTIFICATE-----'))) throw new TypeError('tlsCa must be PEM certificates');
+    this.#tlsCa = opts.tlsCa;
     this.#svids = opts.svids;
     this.#fetch = opts.fetch ?? fetch;
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new TypeError(`timeoutMs must be a positive number, got ${opts.timeoutMs}`);
     this.#now = opts.now ?? (() => new Date());
-    this.#signer = opts.dpop ? Promise.resolve(opts.dpop) : DpopSigner.generate();
+    this.#signer = opts.dpop && Promise.resolve(opts.dpop);
   }
 
-  /** The DPoP key tokens of this agent are bound to (`cnf.jkt` = `jkt`). */
+  /** The DPoP key tokens of this agent are bound to (`cnf.jkt` = `jkt`) when its binding is 'dpop'. */
   dpopSigner(): Promise<DpopSigner> {
+    // Made on first use: an mTLS agent never needs one.
+    this.#signer ??= DpopSigner.generate();
     return this.#signer;
+  }
+
+  /**
+   * An undici Dispatcher whose TLS connections present this agent's X.509-SVID and trust `tlsCa`:
+   * what requests to a resource server carry a certificate-bound token over. The same object for the
+   * life of the agent; the SVID is read again at every mutual-TLS token exchange, and when it has
+   * rotated, new requests go over new connections with the new certificate.
+   *
+   * @example
+   *   const dispatcher = await agent.tlsDispatcher();
+   *   const tlsFetch = (url, init) => undiciFetch(url, { ...init, dispatcher });
+   * @throws TypeError when the SvidSource has no X.509-SVID.
+   */
+  async tlsDispatcher(): Promise<Dispatcher> {
+    return this.#tls ?? this.#readSvid();
+  }
+
+  /**
+   * The agent's SPIFFE ID as its X.509-SVID names it (its client_id at Mandate for mutual TLS).
+   *
+   * @throws TypeError when the SvidSource has no X.509-SVID.
+   */
+  async spiffeId(): Promise<string> {
+    if (this.#spiffeId === undefined) await this.#readSvid();
+    return this.#spiffeId as string;
+  }
+
+  /** Reads the X.509-SVID and makes (or updates) the TLS dispatcher with it; one read at a time. */
+  #readSvid(): Promise<SvidDispatcher> {
+    this.#tlsRead ??= (async () => {
+      if (typeof this.#svids.x509 !== 'function') throw new TypeError('this agent\'s SvidSource has no X.509-SVID (x509())');
+      const svid = await this.#svids.x509();
+      const spiffeId = spiffeIdOf(svid);
+      if (this.#tls) this.#tls.update(svid);
+      else this.#tls = new SvidDispatcher(svid, this.#tlsCa);
+      this.#spiffeId = spiffeId;
+      return this.#tls;
+    })().finally(() => {
+      this.#tlsRead = undefined;
+    });
+    return this.#tlsRead;
+  }
+
+  /** Closes the TLS connections of tlsDispatcher(), once their requests are done. */
+  async close(): Promise<void> {
+    await this.#tlsRead?.catch(() => undefined);
+    await this.#tls?.close();
   }
 
   /**
@@ -258,14 +363,23 @@ export class MandateAgent {
     if (endpoint.protocol !== this.#issuerUrl.protocol) throw invalidReply(`token_endpoint ${doc.token_endpoint} does not use ${this.#issuerUrl.protocol}`);
     const algs = doc.dpop_signing_alg_values_supported;
     if (algs !== undefined && (!Array.isArray(algs) || algs.some((a) => typeof a !== 'string'))) throw invalidReply('dpop_signing_alg_values_supported is not a list of strings');
+    const aliases = doc.mtls_endpoint_aliases;
+    if (aliases !== undefined && (!isObject(aliases) || (aliases.token_endpoint !== undefined && typeof aliases.token_endpoint !== 'string'))) throw invalidReply('mtls_endpoint_aliases is not an object of endpoint URLs');
     return doc as AuthorizationServerMetadata;
   }
 
   /**
-   * One token exchange (RFC 8693): the subject token in, an OBO token for `resource` out. The agent
-   * authenticates with a JWT-SVID for the issuer (as `client_assertion`, and as `actor_token`: the
-   * agent is the actor) and sends a DPoP proof, so the token is bound to its key. When the server
-   * asks for a DPoP nonce (`use_dpop_nonce`), the request is sent once more with it.
+   * One token exchange (RFC 8693): the subject token in, an OBO token for `resource` out.
+   *
+   * Binding 'dpop': the agent authenticates with a JWT-SVID for the issuer (as `client_assertion`,
+   * and as `actor_token`: the agent is the actor) and sends a DPoP proof, so the token is bound to
+   * its key. When the server asks for a DPoP nonce (`use_dpop_nonce`), the request is sent once more
+   * with it.
+   *
+   * Binding 'mtls': the request goes to the metadata's `mtls_endpoint_aliases.token_endpoint` over a
+   * TLS connection presenting the X.509-SVID (read again for every exchange), which authenticates
+   * the agent (tls_client_auth) and makes it the actor; no DPoP proof, no actor token. The token is
+   * a Bearer token bound to the certificate.
    *
    * @throws AgentAuthError with the server's `error` and `error_description` when it refuses;
    *   `invalid_response` when the reply is not a usable token response.
@@ -273,8 +387,9 @@ export class MandateAgent {
    */
   async exchange(request: ExchangeRequest): Promise<AgentToken> {
     checkRequest(request);
+    if (this.binding === 'mtls') return this.#exchangeOverMtls(request);
     const metadata = await this.discover();
-    const signer = await this.#signer;
+    const signer = await this.dpopSigner();
     const algs = metadata.dpop_signing_alg_values_supported;
     if (algs !== undefined && !algs.includes(signer.alg)) {
       throw new AgentAuthError('invalid_dpop_proof', `the authorization server accepts DPoP proofs signed with ${algs.join(', ')}, not ${signer.alg}`);
@@ -304,6 +419,39 @@ export class MandateAgent {
     return this.#readToken(doc, request, askedAt);
   }
 
+  async #exchangeOverMtls(request: ExchangeRequest): Promise<AgentToken> {
+    const metadata = await this.discover();
+    const endpoint = metadata.mtls_endpoint_aliases?.token_endpoint;
+    if (endpoint === undefined) throw invalidReply('the authorization server metadata names no mtls_endpoint_aliases.token_endpoint (RFC 8705 §5): it has no mutual-TLS token endpoint');
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw invalidReply(`mtls_endpoint_aliases.token_endpoint ${JSON.stringify(endpoint)} is not a URL`);
+    }
+    if (url.protocol !== 'https:') throw invalidReply(`mtls_endpoint_aliases.token_endpoint ${endpoint} is not an https URL`);
+    const dispatcher = await this.#readSvid();
+    const form = new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: request.subjectToken,
+      subject_token_type: request.subjectTokenType,
+      resource: request.resource,
+    });
+    if (request.scope !== undefined) form.set('scope', request.scope.join(' '));
+    if (request.mandateId !== undefined) form.set('mandate_id', request.mandateId);
+    const askedAt = this.#now().getTime();
+    const res = await undiciFetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: form.toString(),
+      signal: AbortSignal.timeout(this.#timeoutMs),
+      dispatcher,
+    });
+    const doc = await readJson(res as unknown as Response);
+    if (res.status !== 200) throw replyError(res.status, doc, 'the mutual-TLS token endpoint');
+    return this.#readToken(doc, request, askedAt);
+  }
+
   async #postToken(endpoint: string, form: URLSearchParams, signer: DpopSigner): Promise<Response> {
     const proof = await signer.proof('POST', endpoint, this.#nonce === undefined ? {} : { nonce: this.#nonce });
     const res = await this.#fetch(endpoint, {
@@ -321,15 +469,17 @@ export class MandateAgent {
     if (!isObject(doc)) throw invalidReply('the token response is not a JSON object', 200);
     const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope, issued_token_type: issuedType } = doc;
     if (typeof accessToken !== 'string' || accessToken === '') throw invalidReply('the token response has no access_token', 200);
-    if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'dpop') {
-      throw invalidReply(`the token response has token_type ${JSON.stringify(tokenType)}, but a DPoP-bound token was asked for`, 200);
+    const expected = this.binding === 'mtls' ? 'Bearer' : 'DPoP';
+    if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== expected.toLowerCase()) {
+      const asked = this.binding === 'mtls' ? 'a certificate-bound Bearer token' : 'a DPoP-bound token';
+      throw invalidReply(`the token response has token_type ${JSON.stringify(tokenType)}, but ${asked} was asked for`, 200);
     }
     if (issuedType !== undefined && issuedType !== SUBJECT_TOKEN_TYPES.accessToken) throw invalidReply(`the token response issued a ${JSON.stringify(issuedType)}, not an access token`, 200);
     if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw invalidReply('the token response has no positive expires_in', 200);
     if (scope !== undefined && typeof scope !== 'string') throw invalidReply('the token response scope is not a string', 200);
     return {
       accessToken,
-      tokenType: 'DPoP',
+      tokenType: expected,
       expiresAt: new Date(askedAt + expiresIn * 1000),
       scope: scope === undefined ? [...(request.scope ?? [])] : scope.split(' ').filter((s) => s !== ''),
       resource: request.resource,
@@ -384,14 +534,16 @@ export class MandateAgent {
   /**
    * Headers for one request to the resource: `Authorization: DPoP <token>` with the current token
    * for `resource` (see tokenFor) and a fresh `DPoP` proof of this request carrying the token's hash
-   * (`ath`) and the resource server's nonce when given.
+   * (`ath`) and the resource server's nonce when given. Binding 'mtls': just
+   * `Authorization: Bearer <token>`; send the request through tlsDispatcher().
    *
    * @example
    *   const headers = await agent.authorize({ method: 'GET', url: 'https://tools.example/mcp/items?id=1' }, 'https://tools.example/mcp', grant);
    */
   async authorize(request: AuthorizeRequest, resource: string, grant: Grant): Promise<AuthorizationHeaders> {
     const token = await this.tokenFor(resource, grant);
-    const signer = await this.#signer;
+    if (this.binding === 'mtls') return { Authorization: `Bearer ${token.accessToken}` };
+    const signer = await this.dpopSigner();
     const proof = await signer.proof(request.method, request.url, { accessToken: token.accessToken, ...(request.nonce !== undefined && { nonce: request.nonce }) });
     return { Authorization: `DPoP ${token.accessToken}`, DPoP: proof };
   }

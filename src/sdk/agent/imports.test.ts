@@ -33,5 +33,5 @@ test('the agent SDK imports only src/sdk/ modules and its allowed packages', () 
     }
   }
   assert.ok(local > files.length, 'the check saw the local imports');
-  assert.deepEqual(specifiers(join(here, 'mcp.ts')), ['@modelcontextprotocol/sdk/shared/transport.js', './client.ts'], 'type-only imports count too');
+  assert.deepEqual(specifiers(join(here, 'mcp.ts')), ['@modelcontextprotocol/sdk/client/auth.js', '@modelcontextprotocol/sdk/shared/transport.js', './client.ts'], 'type-only imports count too');
 });

@@ -10,7 +10,7 @@ import { issueJwtSvid } from '../../identity/jwt-svid/issue.ts';
 import { startTestMandate, type TestMandate } from '../../../test/support/mandate.ts';
 import { MandateAgent, SUBJECT_TOKEN_TYPES, type Grant } from './client.ts';
 import { AgentAuthError } from './errors.ts';
-import { mandateFetch } from './mcp.ts';
+import { mandateAuthProvider, mandateFetch } from './mcp.ts';
 import { staticSource } from './svid-source.ts';
 
 const AGENT = 'spiffe://example.org/agent/triage-bot';
@@ -176,5 +176,13 @@ describe('mandateFetch', { timeout: 60_000 }, () => {
     rs.seen.length = 0;
     await assert.rejects(mandateFetch(agent, rs.resource, revokedGrant)(rs.resource), (err) => err instanceof AgentAuthError && err.error === 'invalid_request' && /revoked/.test(err.message));
     assert.equal(rs.seen.length, 0, 'nothing reached the resource server');
+  });
+});
+
+describe('mandateAuthProvider', () => {
+  test('refuses an agent whose tokens are DPoP-bound, pointing to mandateFetch', () => {
+    const agent = new MandateAgent({ issuer: 'https://mandate.example.org', svids: staticSource({ jwtSvid: async () => 'unused' }) });
+    const grant = { subjectToken: 'mdt_x', subjectTokenType: SUBJECT_TOKEN_TYPES.mandate };
+    assert.throws(() => mandateAuthProvider(agent, 'https://tools.example/mcp', grant), (err) => err instanceof TypeError && /binding 'mtls'/.test(err.message) && /use fetch: mandateFetch\(agent, resource, grant\)/.test(err.message));
   });
 });
