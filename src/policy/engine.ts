@@ -58,8 +58,12 @@ export class PolicyEngine {
       const changed = next.version !== before;
       if (changed) this.opts.events?.emit({ type: 'policy.reloaded', outcome: 'success', policySetVersion: next.version, previousVersion: before, policies: next.policies.size });
       return { ok: true, version: next.version, changed };
-    } catch (err) {
-      if (!(err instanceof PolicySetError)) throw err;
+    } catch (caught) {
+      // Anything that stops the new set (an unreadable directory, a file gone mid-save) is a refusal:
+      // the set in force stays, and a watcher's reload never throws.
+      const err = caught instanceof PolicySetError
+        ? caught
+        : new PolicySetError([{ file: this.dir, line: 1, column: 1, message: `the policy set could not be read: ${(caught as Error).message}` }]);
       this.opts.events?.emit({ type: 'policy.reload_refused', outcome: 'failure', error: err.code, reason: err.message, policySetVersion: before });
       return { ok: false, error: err };
     }
