@@ -7,6 +7,7 @@ import { adminApiCommands } from './commands/admin-api.ts';
 import { agentCommand } from './commands/agent.ts';
 import { delegationCommands } from './commands/delegation.ts';
 import { oboCommands } from './commands/obo.ts';
+import { policyCommands } from './commands/policy.ts';
 import { svidCommands } from './commands/svid.ts';
 import { upCommand } from './commands/up.ts';
 
@@ -31,6 +32,7 @@ upCommand(program);
 adminApiCommands(program);
 delegationCommands(program);
 oboCommands(program);
+policyCommands(program);
 svidCommands(program);
 agentCommand(program);
 
