@@ -1,6 +1,8 @@
 /** `npm run bench`: every benchmark, each writing bench/results/<name>.json. */
 import { runDelegationBench } from './delegation.bench.ts';
 import { runIdentityBench } from './identity.bench.ts';
+import { runPolicyBench } from './policy.bench.ts';
 
 await runIdentityBench();
 await runDelegationBench();
+await runPolicyBench();

@@ -86,7 +86,8 @@ const CASES: Case[] = [
 
   // nothing permits
   { name: 'empty policy set denies', policies: '', request: request(), decision: 'deny', ids: [], reasons: ['no policy permits this'] },
-  { name: 'only forbids, none matching, denies', policies: FORBID_DESTRUCTIVE, request: request({ action: call('other', 'look') }), decision: 'deny', ids: [], reasons: ['no policy permits this'] },
+  { name: 'only forbids, none matching, denies', policies: FORBID_DESTRUCTIVE, request: request({ action: { ...call('other', 'look'), tool: { name: 'look', annotations: { readOnlyHint: true } } } as DecisionRequest['action'] }), decision: 'deny', ids: [], reasons: ['no policy permits this'] },
+  { name: 'a tool without MCP hints counts as destructive (the MCP defaults)', policies: FORBID_DESTRUCTIVE, request: request({ action: call('other', 'look') }), decision: 'deny', ids: ['no-destructive'], reasons: ['destructive tools are never allowed'] },
   { name: 'a permit for another action does not apply', policies: '@id("list") permit(principal, action == Mandate::Action::"tools/list", resource);', request: request(), decision: 'deny', ids: [], reasons: ['no policy permits this'] },
 
   // missing attributes: optional mandate and `has` guards
@@ -119,7 +120,7 @@ const CASES: Case[] = [
     { name: 'null argument', args: { repository: 'acme/api', issue: null, body: 'x' } },
     { name: 'Long out of range', args: { repository: 'acme/api', issue: 2 ** 64, body: 'x' } },
   ].map(({ name, args }): Case => ({ name: `wrong arguments: ${name}`, policies: PERMIT_ALL, request: request({ action: comment(args) }), decision: 'deny', ids: [], error: /./ })),
-  { name: 'wrong arguments: arguments absent for a typed tool', policies: PERMIT_ALL, request: request({ action: call('issues', 'add_comment') }), decision: 'deny', ids: [], error: /expected the record to have an attribute/ },
+  { name: 'wrong arguments: arguments absent for a typed tool', policies: PERMIT_ALL, request: request({ action: call('issues', 'add_comment') }), decision: 'deny', ids: [], error: /arguments\.body: required/ },
   { name: 'wrong arguments: not a decimal', policies: PERMIT_ALL, request: request({ action: refund('lots') }), decision: 'deny', ids: [], error: /decimal/ },
   { name: 'wrong arguments: decimal out of range', policies: PERMIT_ALL, request: request({ action: refund(1e300) }), decision: 'deny', ids: [], error: /./ },
   { name: 'wrong arguments: NaN-like decimal', policies: PERMIT_ALL, request: request({ action: refund(Number.POSITIVE_INFINITY) }), decision: 'deny', ids: [], error: /./ },
@@ -290,39 +291,40 @@ describe('decide', () => {
 
   it('maps server names to Cedar namespaces', () => {
     assert.equal(toolNamespace('issues'), 'Mandate::Tools::issues');
-    assert.equal(toolNamespace('my-server.v2'), 'Mandate::Tools::my_server_v2');
+    assert.equal(toolNamespace('my-server.v2'), 'Mandate::Tools::my_2d_server_2e_v2');
+    assert.notEqual(toolNamespace('a-b'), toolNamespace('a_b'), 'names never share a namespace');
     assert.equal(toolNamespace('9lives'), 'Mandate::Tools::_9lives');
   });
 
   it('uses the per-tool action of a server whose name is not a Cedar identifier', () => {
     const schema = ISSUES.replace('namespace Mandate::Tools::issues', `namespace ${toolNamespace('issue-tracker')}`);
-    const set = compilePolicySet({ schemas: [{ file: 's.cedarschema', text: schema }], policies: [{ file: 'p.cedar', text: '@id("c") permit(principal, action == Mandate::Tools::issue_tracker::Action::"add_comment", resource) when { context.arguments.issue == 7 };' }] });
+    const set = compilePolicySet({ schemas: [{ file: 's.cedarschema', text: schema }], policies: [{ file: 'p.cedar', text: '@id("c") permit(principal, action == Mandate::Tools::issue_2d_tracker::Action::"add_comment", resource) when { context.arguments.issue == 7 };' }] });
     assert.equal(decide(set, request({ action: call('issue-tracker', 'add_comment', { repository: 'acme/api', issue: 7, body: 'x' }) })).decision, 'allow');
     assert.equal(decide(set, request({ action: call('issue-tracker', 'add_comment', { repository: 'acme/api', issue: 8, body: 'x' }) })).decision, 'deny');
   });
 
   // Known defects (see the report); these state the correct behaviour.
-  it('refuses or keeps exact a decimal with more than four fraction digits (no rounding across a limit)', { todo: 'decide.ts toCedar rounds with toFixed(4): 100.00001 becomes 100.0 and escapes a forbid on > 100' }, () => {
+  it('refuses or keeps exact a decimal with more than four fraction digits (no rounding across a limit)', () => {
     const set = compile(PERMIT_ALL + '@id("cap") forbid(principal, action == Mandate::Tools::billing::Action::"refund", resource) when { context.arguments.amount.greaterThan(decimal("100.0")) };');
     assert.equal(decide(set, request({ action: refund(100.00001) })).decision, 'deny');
   });
 
-  it('refuses a string where the schema says decimal', { todo: 'Cedar reads a JSON string in a decimal position as decimal("…"): "12.5" passes as 12.5' }, () => {
+  it('refuses a string where the schema says decimal', () => {
     const set = compile(PERMIT_ALL);
     assert.equal(decide(set, request({ action: refund('12.5') })).decision, 'deny');
   });
 
-  it('reads an IPv4-mapped IPv6 client address as the IPv4 address', { todo: 'decide.ts passes "::ffff:10.1.2.3" to Cedar, which refuses it: every request from a dual-stack listener denies' }, () => {
+  it('reads an IPv4-mapped IPv6 client address as the IPv4 address', () => {
     const set = compile('@id("office") permit(principal, action, resource) when { context has clientAddress && context.clientAddress.isInRange(ip("10.0.0.0/8")) };');
     assert.equal(decide(set, request({ clientAddress: '::ffff:10.1.2.3' })).decision, 'allow');
   });
 
-  it('names the failing policy, not the permit, when an evaluation error denies', { todo: 'decide.ts returns the permits Cedar matched as the determining policies of an error deny' }, () => {
+  it('names the failing policy, not the permit, when an evaluation error denies', () => {
     const set = compile(PERMIT_ALL + '@id("overflow") forbid(principal, action == Mandate::Tools::issues::Action::"add_comment", resource) when { context.arguments.issue * 4611686018427387904 > 0 };');
     assert.deepEqual(decide(set, request()).policies, ['overflow']);
   });
 
-  it('keeps argument values out of the reasons when request validation refuses them', { todo: "Cedar's context error message quotes the whole context, tool arguments included, into reasons and errors (audited)" }, () => {
+  it('keeps argument values out of the reasons when request validation refuses them', () => {
     const set = compile(PERMIT_ALL);
     const d = decide(set, request({ action: comment({ repository: 'acme/api', issue: '7', body: 'sk-live-SECRET' }) }));
     assert.equal(d.decision, 'deny');

@@ -20,6 +20,8 @@ export interface PolicyEngineOptions {
   debounceMs?: number;
 }
 
+let engines = 0;
+
 export type ReloadResult = { ok: true; version: string; changed: boolean } | { ok: false; error: PolicySetError };
 
 export class PolicyEngine {
@@ -27,9 +29,13 @@ export class PolicyEngine {
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
 
+  /** Which of the two Cedar storage slots holds the set in force; a reload compiles into the other. */
+  #slot = 0;
+
   private constructor(
     private readonly dir: string,
     set: CompiledPolicySet,
+    private readonly storage: string,
     private readonly opts: PolicyEngineOptions,
   ) {
     this.#set = set;
@@ -37,7 +43,8 @@ export class PolicyEngine {
 
   /** Loads and compiles the directory's set. @throws PolicySetError when it does not validate. */
   static fromDirectory(dir: string, opts: PolicyEngineOptions = {}): PolicyEngine {
-    return new PolicyEngine(dir, compilePolicySet(loadPolicyDirectory(dir)), opts);
+    const storage = `engine${++engines}`;
+    return new PolicyEngine(dir, compilePolicySet(loadPolicyDirectory(dir), { storage: `${storage}/0` }), storage, opts);
   }
 
   /** The policy set in force. */
@@ -53,8 +60,10 @@ export class PolicyEngine {
   reload(): ReloadResult {
     const before = this.#set.version;
     try {
-      const next = compilePolicySet(loadPolicyDirectory(this.dir));
+      const slot = 1 - this.#slot;
+      const next = compilePolicySet(loadPolicyDirectory(this.dir), { storage: `${this.storage}/${slot}` });
       this.#set = next;
+      this.#slot = slot;
       const changed = next.version !== before;
       if (changed) this.opts.events?.emit({ type: 'policy.reloaded', outcome: 'success', policySetVersion: next.version, previousVersion: before, policies: next.policies.size });
       return { ok: true, version: next.version, changed };

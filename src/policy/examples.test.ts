@@ -16,7 +16,7 @@ const MONDAY_20 = new Date('2026-11-23T20:00:00Z');
 
 const READ_ONLY: ToolAnnotations = { readOnlyHint: true };
 const DESTRUCTIVE: ToolAnnotations = { destructiveHint: true };
-const ANNOTATIONS: Record<string, ToolAnnotations> = { list_issues: READ_ONLY, get_issue: READ_ONLY, add_comment: {}, delete_issue: DESTRUCTIVE };
+const ANNOTATIONS: Record<string, ToolAnnotations> = { list_issues: READ_ONLY, get_issue: READ_ONLY, add_comment: { destructiveHint: false }, delete_issue: DESTRUCTIVE };
 
 interface Ask {
   agent?: string;
@@ -137,8 +137,11 @@ describe('config/policies', () => {
       expect(ask({ ...del, now: SATURDAY_10 }), 'deny', ['destructive-business-hours', 'delete-issue-business-hours']);
       expect(ask({ ...del, now: MONDAY_20 }), 'deny', ['destructive-business-hours', 'delete-issue-business-hours']);
     });
-    it('delete_issue even when the server does not mark it destructive', () => {
-      expect(ask({ ...del, annotations: {}, now: SATURDAY_10 }), 'deny', ['delete-issue-business-hours']);
+    it('delete_issue even when the server says it is not destructive', () => {
+      expect(ask({ ...del, annotations: { destructiveHint: false }, now: SATURDAY_10 }), 'deny', ['delete-issue-business-hours']);
+    });
+    it('a tool without MCP hints counts as destructive (the MCP defaults)', () => {
+      expect(ask({ ...del, annotations: {}, now: SATURDAY_10 }), 'deny', ['destructive-business-hours', 'delete-issue-business-hours']);
     });
     it('other tools at any time', () => {
       expect(ask({ tool: 'add_comment', arguments: args('acme/api', { body: 'hi' }), now: SATURDAY_10 }), 'allow', ['demo-comment', 'repository-mandate-comment']);

@@ -146,13 +146,13 @@ describe('schema fragments', () => {
     }));
     const { text, unsupported } = cedarSchemaFromTools('my-server.example', tools);
     assert.deepEqual(unsupported, []);
-    assert.match(text, /namespace Mandate::Tools::my_server_example \{/);
+    assert.match(text, /namespace Mandate::Tools::my_2d_server_2e_example \{/);
     assert.match(text, /\n\s+"my-field"\?: String,/);
     assert.match(text, /\n\s+ok_1\?: String,/);
-    const set = compile(text, `permit(principal, action == Mandate::Tools::my_server_example::Action::"create-issue", resource)
+    const set = compile(text, `permit(principal, action == Mandate::Tools::my_2d_server_2e_example::Action::"create-issue", resource)
       when { context.arguments has "my-field" && context.arguments["my-field"] == "x" && context.arguments has "if" && context.arguments["if"] like "y*" };`);
     for (const t of tools) {
-      const key = actionKey('Mandate::Tools::my_server_example::Action', t.name);
+      const key = actionKey('Mandate::Tools::my_2d_server_2e_example::Action', t.name);
       assert.ok(set.actions.get(key)?.has(actionKey('Mandate::Action', 'tools/call')), key);
       assert.deepEqual(Object.keys((set.argumentsType(key) as { attributes: object }).attributes).sort(), [...names].sort());
     }

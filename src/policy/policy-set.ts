@@ -3,7 +3,9 @@
  * schema fragments beside them (`.cedarschema`, e.g. generated from an MCP server's tools), then
  * compiled for deciding: every policy gets an id (its `@id` annotation, else `<file>:<n>`), its
  * `@reason` and `@approval` annotations are read once, and the set is cut into one pre-parsed slice
- * per action, so a decision evaluates only the policies whose action scope can match.
+ * per action, so a decision evaluates only the policies whose action scope can match. For each slice
+ * it also records what its policies can observe of a request (`sliceReach`): which context fields,
+ * entity attributes and tags they read, so a decision need not carry the rest into the engine.
  *
  * A set that does not parse or validate is refused whole, with `file:line:column: message` for
  * every problem; whoever holds the previous set keeps it.
@@ -14,7 +16,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MandateError } from '../errors.ts';
 import { cedar, type DetailedError, type PolicyJson } from './cedar.ts';
@@ -55,6 +57,8 @@ export interface CompiledPolicy {
   id: string;
   file: string;
   line: number;
+  /** Character offset of the policy in its file. */
+  offset: number;
   effect: 'permit' | 'forbid';
   /** The `@reason` annotation: why the policy exists, shown with decisions. */
   reason: string | undefined;
@@ -189,14 +193,134 @@ function matches(json: PolicyJson, action: ActionKey, groups: ReadonlySet<Action
   return named.some((n) => n === action || groups.has(n));
 }
 
+/** What a context value's readers see: the whole value (`true`), or only some of its attributes. */
+export type ContextReach = true | Map<string, ContextReach>;
+
+/** What the policies of one slice can observe of a request, found by walking their expressions. */
+export interface SliceReach {
+  /** The context: `true` when a policy uses it whole; else the attributes read, and of those what is read. */
+  context: ContextReach;
+  /** Every attribute name read with `.`, `[]` or `has` anywhere: no other entity attribute can be seen. */
+  attributes: ReadonlySet<string>;
+  /** The tag keys read with `getTag`/`hasTag`, or `true` when a key is not a literal. */
+  tags: ReadonlySet<string> | true;
+}
+
+type Expr = Record<string, unknown>;
+
+/** `[]` for `context`, the attribute path for `context.a.b`, null for anything else. */
+function contextPath(e: unknown): string[] | null {
+  if (typeof e !== 'object' || e === null) return null;
+  const x = e as Expr;
+  if (x.Var === 'context' && Object.keys(x).length === 1) return [];
+  const access = x['.'] as { left?: unknown; attr?: unknown } | undefined;
+  if (access && Object.keys(x).length === 1 && typeof access.attr === 'string') {
+    const left = contextPath(access.left);
+    return left && [...left, access.attr];
+  }
+  return null;
+}
+
+/** Marks the value at `path` (from the context) as used whole. */
+function mark(root: { reach: ContextReach }, path: string[]): void {
+  if (root.reach === true) return;
+  if (path.length === 0) {
+    root.reach = true;
+    return;
+  }
+  let node: Map<string, ContextReach> = root.reach;
+  for (let i = 0; i < path.length - 1; i++) {
+    const child = node.get(path[i] as string);
+    if (child === true) return;
+    const next = child ?? new Map<string, ContextReach>();
+    node.set(path[i] as string, next);
+    node = next;
+  }
+  node.set(path.at(-1) as string, true);
+}
+
+/** Walks policy expressions (Cedar's JSON form) and records what they read. */
+function reachOf(policies: CompiledPolicy[]): SliceReach {
+  const root: { reach: ContextReach } = { reach: new Map() };
+  const attributes = new Set<string>();
+  let tags: Set<string> | true = new Set();
+  const walk = (e: unknown): void => {
+    if (Array.isArray(e)) {
+      for (const x of e) walk(x);
+      return;
+    }
+    if (typeof e !== 'object' || e === null) return;
+    const x = e as Expr;
+    if ('Value' in x || 'Slot' in x || 'Unknown' in x) return;
+    if ('Var' in x) {
+      if (x.Var === 'context') mark(root, []);
+      return;
+    }
+    if ('Record' in x) {
+      for (const v of Object.values(x.Record as Expr)) walk(v);
+      return;
+    }
+    if ('like' in x) {
+      walk((x.like as Expr).left);
+      return;
+    }
+    const access = (x['.'] ?? x.has) as { left?: unknown; attr?: unknown } | undefined;
+    if (access && Object.keys(x).length === 1) {
+      const names = Array.isArray(access.attr) ? (access.attr as string[]) : [access.attr as string];
+      for (const n of names) attributes.add(n);
+      // The outermost access of a chain `context.a.b` (walk does not descend into its left): the
+      // value at its end is used whole, whatever it is (a record, or an entity whose attributes follow).
+      const path = contextPath(access.left);
+      if (path) mark(root, [...path, ...names]);
+      else walk(access.left);
+      return;
+    }
+    const tag = (x.getTag ?? x.hasTag) as { left?: unknown; right?: unknown } | undefined;
+    if (tag && Object.keys(x).length === 1) {
+      const key = tag.right as Expr | undefined;
+      if (tags !== true && key && typeof key.Value === 'string' && Object.keys(key).length === 1) tags.add(key.Value);
+      else tags = true;
+      walk(tag.left);
+      walk(tag.right);
+      return;
+    }
+    for (const v of Object.values(x)) walk(v);
+  };
+  for (const p of policies) {
+    const json = p.json as unknown as Expr;
+    walk(json.conditions ?? []);
+  }
+  return { context: root.reach, attributes, tags };
+}
+
+const reaches = new WeakMap<CompiledPolicySet, Map<ActionKey, SliceReach>>();
+
+/** What the slice of `set` for `action` can observe of a request (undefined for an action the schema lacks). */
+export function sliceReach(set: CompiledPolicySet, action: ActionKey): SliceReach | undefined {
+  return reaches.get(set)?.get(action);
+}
+
+/** Cedar reports a problem once per action the policy applies to; each is listed once. */
+function dedupe(problems: PolicyProblem[]): PolicyProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.file}:${p.line}:${p.column}:${p.policyId ?? ''}:${p.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 let engineSeq = 0;
 
 /**
  * Parses, validates (strict mode) and compiles a policy set.
  *
+ * @param opts.storage name under which the Cedar engine keeps the pre-parsed set; compiling again
+ *   under the same name replaces (and invalidates) the set compiled there before.
  * @throws PolicySetError listing every syntax and validation problem with file, line and column.
  */
-export function compilePolicySet(sources: PolicySources): CompiledPolicySet {
+export function compilePolicySet(sources: PolicySources, opts: { storage?: string } = {}): CompiledPolicySet {
   const problems: PolicyProblem[] = [];
   const schema = schemaOf(sources.schemas);
   const parsedSchema = cedar.checkParseSchema(schema.text);
@@ -242,7 +366,7 @@ export function compilePolicySet(sources: PolicySources): CompiledPolicySet {
       } else if (approval !== undefined && json.json.effect !== 'permit') {
         problems.push(problemAt(source.file, source.text, offset, '@approval belongs on permit policies: a forbid needs no approval', id));
       }
-      policies.set(id, { id, file: source.file, line, effect: json.json.effect as 'permit' | 'forbid', reason: annotations.reason, approval: approval === 'required', text, json: json.json });
+      policies.set(id, { id, file: source.file, line, offset, effect: json.json.effect as 'permit' | 'forbid', reason: annotations.reason, approval: approval === 'required', text, json: json.json });
     });
   }
   if (problems.length > 0) throw new PolicySetError(problems);
@@ -255,31 +379,38 @@ export function compilePolicySet(sources: PolicySources): CompiledPolicySet {
   for (const { policyId, error } of validation.validationErrors) {
     const policy = policies.get(policyId) as CompiledPolicy;
     const source = sources.policies.find((s) => s.file === policy.file) as SourceFile;
-    const offset = source.text.indexOf(policy.text) + (error.sourceLocations?.[0]?.start ?? 0);
+    const offset = policy.offset + (error.sourceLocations?.[0]?.start ?? 0);
     problems.push(problemAt(policy.file, source.text, offset, describe(error).replace(/^for policy `[^`]*`, /, ''), policyId));
   }
-  if (problems.length > 0) throw new PolicySetError(problems);
+  if (problems.length > 0) throw new PolicySetError(dedupe(problems));
 
   const digest = createHash('sha256').update(schema.text);
-  for (const source of sources.policies) digest.update(`\0${source.file}\0${source.text}`);
+  // File names without their directory: the same files give the same version wherever they are read from.
+  for (const source of sources.policies) digest.update(`\0${basename(source.file)}\0${source.text}`);
   const version = `sha256:${digest.digest('hex')}`;
 
   // Pre-parsed state lives in the Cedar engine under names unique to this set.
-  const prefix = `set${++engineSeq}-${randomBytes(4).toString('hex')}`;
+  // The Cedar engine cannot free pre-parsed sets: a holder that recompiles (PolicyEngine) passes
+  // alternating storage names so memory stays bounded; by default every set gets its own.
+  const prefix = opts.storage ?? `set${++engineSeq}-${randomBytes(4).toString('hex')}`;
   const schemaName = `${prefix}/schema`;
   if (cedar.preparseSchema(schemaName, schema.text).type !== 'success') throw new MandateError('ERR_POLICY_INVALID', 'the schema could not be pre-parsed');
   const actions = actionsOf(schema.text);
   const slices = new Map<ActionKey, string>();
+  const reach = new Map<ActionKey, SliceReach>();
   for (const [action, groups] of actions) {
-    const slice = Object.fromEntries([...policies].filter(([, p]) => matches(p.json, action, groups)).map(([id, p]) => [id, p.text]));
+    const members = [...policies.values()].filter((p) => matches(p.json, action, groups));
     const name = `${prefix}/${action}`;
-    if (cedar.preparsePolicySet(name, { staticPolicies: slice }).type !== 'success') throw new MandateError('ERR_POLICY_INVALID', `the policies for ${action} could not be pre-parsed`);
+    if (cedar.preparsePolicySet(name, { staticPolicies: Object.fromEntries(members.map((p) => [p.id, p.text])) }).type !== 'success') throw new MandateError('ERR_POLICY_INVALID', `the policies for ${action} could not be pre-parsed`);
     slices.set(action, name);
+    reach.set(action, reachOf(members));
   }
   const argumentTypes = argumentTypesOf(schema.text);
-  return {
+  const set: CompiledPolicySet = {
     version, schemaText: schema.text, schemaName, policies, actions,
     slice: (action) => slices.get(action),
     argumentsType: (action) => argumentTypes.get(action),
   };
+  reaches.set(set, reach);
+  return set;
 }
