@@ -81,7 +81,7 @@ time: 2026-11-24T10:00:00Z
   });
 
   it('answers what an agent can do for a person, with the open conditions', () => {
-    const res = run(['policy', 'can', '--policies', EXAMPLES, '--agent', 'spiffe://example.org/agent/triage-bot', '--principal-subject', 'alice', '--json']);
+    const res = run(['policy', 'can', '--policies', EXAMPLES, '--agent', 'spiffe://example.org/agent/triage-bot', '--principal', 'https://sso.example#alice', '--json']);
     assert.equal(res.status, 0, res.stderr);
     const answers = new Map((JSON.parse(res.stdout) as Array<{ action: string; answer: string; conditions: Array<{ policy: string }> }>).map((a) => [a.action, a]));
     assert.equal(answers.get('Mandate::Tools::issues::Action::"delete_issue"')?.answer, 'denied');
@@ -91,6 +91,9 @@ time: 2026-11-24T10:00:00Z
   });
 
   it('refuses bad invocations with a clear message', () => {
+    const nobody = run(['policy', 'can', '--policies', EXAMPLES, '--agent', 'spiffe://example.org/agent/triage-bot']);
+    assert.equal(nobody.status, 1);
+    assert.match(nobody.stderr, /name the person/);
     const missing = run(['policy', 'validate', join(tmpdir(), 'no-such-policy-dir')]);
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /cannot read the policy directory/);

@@ -92,8 +92,9 @@ function canCommand(policy: Command): void {
     .description('what this agent may do for this person across every action the schema knows (partial evaluation)')
     .requiredOption('--policies <dir>', 'the policy directory')
     .requiredOption('--agent <spiffe-id>', 'the agent')
-    .requiredOption('--principal-subject <sub>', 'the person')
-    .option('--principal-issuer <iss>', 'their identity provider', 'https://idp.invalid')
+    .option('--principal <person>', 'the person: their subject, or issuer#subject')
+    .option('--principal-subject <sub>', 'the person\'s subject (instead of --principal)')
+    .option('--principal-issuer <iss>', 'their identity provider (default: any; only policies that name one care)')
     .option('--group <group>', 'a group or role of the person (repeatable)', collect)
     .option('--scope <scope>', 'a scope the token would carry (repeatable; unknown when absent)', collect)
     .option('--chain <spiffe-id>', 'the delegation chain, outermost first (repeatable; unknown when absent)', collect)
@@ -103,11 +104,15 @@ attributes) turn out to be; conditional answers list the conditions still open.
 
 Example:
   $ mandate policy can --policies config/policies --agent spiffe://example.org/agent/triage-bot \\
-      --principal-subject alice --group engineering`)
-    .action((o: { policies: string; agent: string; principalSubject: string; principalIssuer: string; group?: string[]; scope?: string[]; chain?: string[] }, cmd: Command) => {
+      --principal alice --group engineering`)
+    .action((o: { policies: string; agent: string; principal?: string; principalSubject?: string; principalIssuer?: string; group?: string[]; scope?: string[]; chain?: string[] }, cmd: Command) => {
+      const hash = o.principal?.lastIndexOf('#') ?? -1;
+      const subject = o.principalSubject ?? (o.principal !== undefined ? o.principal.slice(hash + 1) : undefined);
+      const issuer = o.principalIssuer ?? (hash > 0 ? o.principal?.slice(0, hash) : undefined) ?? 'https://idp.invalid';
+      if (!subject) throw new MandateError('ERR_BAD_REQUEST', 'name the person: --principal alice (or issuer#subject), or --principal-subject');
       const answers = whatCan(compileDir(o.policies), {
         agent: o.agent,
-        principal: { issuer: o.principalIssuer, subject: o.principalSubject, groups: o.group ?? [] },
+        principal: { issuer, subject, groups: o.group ?? [] },
         ...(o.scope && { scopes: o.scope }),
         ...(o.chain && { chain: o.chain }),
       });
