@@ -70,6 +70,22 @@ export class Checker {
     return absolute;
   }
 
+  /** Absolute path of a directory that must exist and be readable now. */
+  inputDirectory(path: KeyPath, value: string): string {
+    const absolute = this.resolvePath(value);
+    try {
+      if (!statSync(absolute).isDirectory()) {
+        this.add(path, `is not a directory: ${absolute}`);
+        return absolute;
+      }
+      accessSync(absolute, constants.R_OK | constants.X_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      this.add(path, code === 'ENOENT' ? `directory not found: ${absolute}` : `cannot read ${absolute} (${code ?? 'error'})`);
+    }
+    return absolute;
+  }
+
   /** Contents of an input file, or undefined when it cannot be read (the problem is recorded). */
   readInputFile(path: KeyPath, value: string): string | undefined {
     const before = this.problems.length;

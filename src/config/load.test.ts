@@ -103,8 +103,10 @@ describe('loadConfigFile: valid files', () => {
       'federation/cluster-local-ca.crt': 'ca',
       'tls/mandate-mtls.crt': 'cert',
       'tls/mandate-mtls.key': 'key',
+      'policies/example.cedar': '',
     });
     const config = loadConfigFile(join(dir, 'mandate.yaml'), {});
+    assert.deepEqual(config.policy, { dir: join(dir, 'policies'), watch: true });
     const delegation = config.delegation;
     assert.equal(delegation.token.maxTtl, 300);
     assert.equal(delegation.mandates.maxTtl, 90 * 86400);

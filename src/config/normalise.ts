@@ -39,6 +39,7 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
     attestation: normaliseAttestation(raw.attestation, server.listen, check),
     federation: normaliseFederation(raw.federation, trustDomain, check),
     delegation: normaliseDelegation(raw.delegation, check),
+    policy: { dir: raw.policy.dir === undefined ? undefined : check.inputDirectory(['policy', 'dir'], raw.policy.dir), watch: raw.policy.watch },
     log: { level: raw.log.level },
   };
 }

@@ -38,6 +38,7 @@ export interface RawConfig {
   };
   federation: { trust_domains: RawFederatedTrustDomain[] };
   delegation: RawDelegation;
+  policy: { dir?: string; watch: boolean };
   log: { level: LogLevel };
 }
 

@@ -28,6 +28,7 @@ export interface MandateConfig {
   readonly attestation: AttestationConfig;
   readonly federation: FederationConfig;
   readonly delegation: DelegationConfig;
+  readonly policy: PolicyConfig;
   readonly log: { readonly level: LogLevel };
 }
 
@@ -284,4 +285,11 @@ export interface OAuthClientConfig {
   /** For private_key_jwt (a JWT-SVID of this ID) and tls_client_auth (an X.509-SVID with this URI SAN). */
   readonly spiffeId: string | undefined;
   readonly grantTypes: readonly string[];
+}
+
+export interface PolicyConfig {
+  /** Absolute path of the policy directory; undefined: no policy engine. */
+  readonly dir: string | undefined;
+  /** Reload when a file in the directory changes. */
+  readonly watch: boolean;
 }

@@ -23,6 +23,7 @@ import { importCa, type ImportedCa } from '../identity/ca/import.ts';
 import { FederationManager } from '../identity/federation/poller.ts';
 import { KeyEncryptionKey } from '../identity/keys/kek.ts';
 import { logEventSink, teeEventSink, type EventSink } from '../observability/events.ts';
+import { PolicyEngine } from '../policy/engine.ts';
 import type { Logger } from '../observability/logger.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
@@ -56,6 +57,8 @@ export interface RunningMandate {
   store: Store;
   federation: FederationManager;
   delegation: DelegationAuthority;
+  /** The policy engine, when `policy.dir` is configured. */
+  policy: PolicyEngine | undefined;
   /** The delegation authority's issuer identifier (the public URL). */
   issuer: string;
   /** Base URL of the mutual-TLS listener, when configured. */
@@ -229,7 +232,14 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     });
     await delegation.start();
     closers.push(() => delegation.stop());
-    adminRoutes(router, { store, authority, keys, federation, events, delegation });
+    // An invalid policy set stops the start (PolicySetError names file, line and column).
+    const policy = config.policy.dir === undefined ? undefined : PolicyEngine.fromDirectory(config.policy.dir, { events });
+    if (policy) {
+      if (config.policy.watch) policy.watch();
+      closers.push(() => policy.close());
+      logger.info({ dir: config.policy.dir, policySetVersion: policy.current.version, policies: policy.current.policies.size }, 'policy set loaded');
+    }
+    adminRoutes(router, { store, authority, keys, federation, events, delegation, policy });
     oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
     consentRoutes(router, delegation);
     if (mtls) oauthRoutes(mtls.router, delegation, { baseUrl: mtls.url, mtls: true });
@@ -250,7 +260,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     })());
 
     logger.info({ url, issuer, mtlsUrl, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
-    return { url, mtlsUrl, issuer, adminToken, authority, keys, store, federation, delegation, kekCreated, close };
+    return { url, mtlsUrl, issuer, adminToken, authority, keys, store, federation, delegation, policy, kekCreated, close };
   } catch (err) {
     for (const closer of closers.reverse()) await closer();
     throw err;

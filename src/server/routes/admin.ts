@@ -13,16 +13,19 @@ import { verifyJwtSvid } from '../../identity/jwt-svid/verify.ts';
 import { parseCertificates } from '../../identity/x509/pem.ts';
 import { verifyX509Svid } from '../../identity/x509-svid/verify.ts';
 import type { DelegationAuthority } from '../../delegation/authority.ts';
+import type { PolicyEngine } from '../../policy/engine.ts';
 import type { EventSink } from '../../observability/events.ts';
 import type { Store } from '../../store/store.ts';
 import { authenticateAdmin } from '../admin-auth.ts';
 import { sendJson, sendText, type RequestContext } from '../http/context.ts';
 import type { Handler, Router } from '../http/router.ts';
 import { adminDelegationRoutes } from './admin-delegation.ts';
+import { adminPolicyRoutes } from './admin-policy.ts';
 
 export interface AdminDeps {
   store: Store;
   delegation: DelegationAuthority;
+  policy: PolicyEngine | undefined;
   authority: IdentityAuthority;
   keys: KeyManager;
   federation: FederationManager;
@@ -39,7 +42,7 @@ function field(body: unknown, name: string, required = true): string | undefined
 }
 
 export function adminRoutes(router: Router, deps: AdminDeps): void {
-  const { store, authority, keys, federation, events, delegation } = deps;
+  const { store, authority, keys, federation, events, delegation, policy } = deps;
 
   /** Authenticates, runs, and records the action (success or failure) as `admin.<action>`. */
   const admin = (action: string, run: AdminAction, status = 200): Handler => async (ctx) => {
@@ -117,5 +120,7 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
       return { valid: true, spiffe_id: spiffeId.toString(), claims };
     }));
 
-  adminDelegationRoutes((method, path, action, run, status) => router.on(method, path, admin(action, run, status)), delegation);
+  const on = (method: string, path: string, action: string, run: AdminAction, status?: number) => router.on(method, path, admin(action, run, status));
+  adminDelegationRoutes(on, delegation);
+  adminPolicyRoutes(on, policy);
 }
