@@ -4,6 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import { isMandateError } from '../errors.ts';
 import type {
   AdminTokenRecord,
+  AuditCheckpointRecord,
+  AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
@@ -1016,6 +1018,316 @@ export function storeSuite<S extends Store>(
       });
     });
 
+    describe('audit log', () => {
+      /** Appends `n` fresh records at the end of the log and returns them. */
+      const appendFresh = async (
+        n: number,
+        over: (i: number) => Partial<AuditRecord> = () => ({}),
+      ): Promise<AuditRecord[]> => {
+        const size = await store.auditSize();
+        const batch = Array.from({ length: n }, (_, i) => auditRecord(size + i, over(i)));
+        await store.appendAuditRecords(batch);
+        return batch;
+      };
+
+      it('appends a single record and a batch, growing the size by each', async () => {
+        const size = await store.auditSize();
+        const one = auditRecord(size);
+        await store.appendAuditRecords([one]);
+        assert.equal(await store.auditSize(), size + 1);
+        const batch = Array.from({ length: 250 }, (_, i) => auditRecord(size + 1 + i));
+        await store.appendAuditRecords(batch);
+        assert.equal(await store.auditSize(), size + 251);
+        assert.deepEqual(plain(await store.getAuditRecords(size, size + 251)), plain([one, ...batch]));
+      });
+
+      it('treats an empty batch as nothing to append', async () => {
+        const size = await store.auditSize();
+        await store.appendAuditRecords([]);
+        assert.equal(await store.auditSize(), size);
+      });
+
+      it('refuses a batch that does not continue the log with ERR_CONFLICT, writing nothing', async () => {
+        await appendFresh(2);
+        const size = await store.auditSize();
+        const before = plain(await store.getAuditRecords(size - 2, size));
+        const cases: [string, number[]][] = [
+          ['a gap after the end', [size + 1, size + 2]],
+          ['overlapping the last record', [size - 1, size]],
+          ['starting at 0', [0, 1]],
+          ['a gap inside the batch', [size, size + 2]],
+          ['a repeated index inside the batch', [size, size]],
+          ['indices going backwards', [size, size - 1]],
+        ];
+        for (const [label, indices] of cases) {
+          const batch = indices.map((i) => auditRecord(i));
+          await assert.rejects(store.appendAuditRecords(batch), (err: unknown) => {
+            code('ERR_CONFLICT')(err);
+            assert.match((err as Error).message, /expected .*\d+.*got \d+/, label);
+            return true;
+          }, label);
+          assert.equal(await store.auditSize(), size, label);
+        }
+        assert.deepEqual(plain(await store.getAuditRecords(size - 2, size + 5)), before);
+      });
+
+      it('names the expected and the given start index when refusing', async () => {
+        const size = await store.auditSize();
+        await assert.rejects(store.appendAuditRecords([auditRecord(size + 7)]), (err: unknown) => {
+          code('ERR_CONFLICT')(err);
+          assert.match((err as Error).message, new RegExp(`start at index ${size}, got ${size + 7}`));
+          return true;
+        });
+      });
+
+      it('refuses malformed records with ERR_INTERNAL, writing nothing', async () => {
+        const size = await store.auditSize();
+        const cases: [string, Partial<AuditRecord>][] = [
+          ['a 31-byte leaf hash', { leafHash: randomBytes(31) }],
+          ['a 33-byte leaf hash', { leafHash: randomBytes(33) }],
+          ['an empty leaf hash', { leafHash: new Uint8Array(0) }],
+          ['an invalid time', { time: new Date(Number.NaN) }],
+          ['a fractional index', { index: size + 0.5 }],
+          ['a negative index', { index: -1 }],
+          ['an unsafe index', { index: 2 ** 53 }],
+        ];
+        for (const [label, over] of cases) {
+          // The bad record comes second, after a good one that must not be written either.
+          const batch = [auditRecord(size), auditRecord(size + 1, over)];
+          await assert.rejects(store.appendAuditRecords(batch), code('ERR_INTERNAL'), label);
+          assert.equal(await store.auditSize(), size, label);
+        }
+      });
+
+      it('accepts a leaf hash given as a plain Uint8Array', async () => {
+        const size = await store.auditSize();
+        const r = auditRecord(size, { leafHash: new Uint8Array(randomBytes(32)) });
+        await store.appendAuditRecords([r]);
+        assert.deepEqual(plain(await store.getAuditRecords(size, size + 1)), plain([r]));
+      });
+
+      it('lets exactly one of two connections appending at the same index win, every time', async () => {
+        for (let round = 0; round < 5; round++) {
+          const size = await store.auditSize();
+          const batches = [0, 1].map(() => Array.from({ length: 20 }, (_, i) => auditRecord(size + i)));
+          const results = await Promise.allSettled(batches.map((b, i) => either(i).appendAuditRecords(b)));
+          const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+          assert.equal(won.length, 1, `round ${round}: ${results.map((r) => r.status).join(', ')}`);
+          for (const r of results) if (r.status === 'rejected') code('ERR_CONFLICT')(r.reason);
+          assert.equal(await store.auditSize(), size + 20);
+          assert.deepEqual(plain(await second.getAuditRecords(size, size + 20)), plain(batches[won[0] ?? -1] ?? []));
+        }
+      });
+
+      it('keeps the log contiguous when 10 appenders race, each retrying at the new size', async () => {
+        const tag = randomUUID();
+        const start = await store.auditSize();
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, n) => {
+            for (;;) {
+              const s = either(n);
+              const size = await s.auditSize();
+              try {
+                await s.appendAuditRecords([auditRecord(size, { traceId: tag, tool: `tool-${n}` })]);
+                return;
+              } catch (err) {
+                if (!isMandateError(err, 'ERR_CONFLICT')) throw err;
+              }
+            }
+          }),
+        );
+        const got = await store.queryAuditRecords({ traceId: tag });
+        assert.deepEqual(got.map((r) => r.index), Array.from({ length: 10 }, (_, i) => start + i));
+        assert.equal(new Set(got.map((r) => r.tool)).size, 10);
+      });
+
+      it('returns the requested range: empty, partial, and clipped at the size', async () => {
+        const batch = await appendFresh(5);
+        const first = batch[0]?.index ?? -1;
+        const size = await store.auditSize();
+        assert.deepEqual(await store.getAuditRecords(first, first), []);
+        assert.deepEqual(await store.getAuditRecords(first + 3, first + 1), []);
+        assert.deepEqual(plain(await store.getAuditRecords(first + 1, first + 4)), plain(batch.slice(1, 4)));
+        assert.deepEqual(plain(await store.getAuditRecords(first + 3, size + 100)), plain(batch.slice(3)));
+        assert.deepEqual(await store.getAuditRecords(size, size + 10), []);
+        assert.deepEqual(await store.getAuditRecords(size + 50, size + 60), []);
+        await assert.rejects(store.getAuditRecords(-1, 2), code('ERR_INTERNAL'));
+        await assert.rejects(store.getAuditRecords(0, 1.5), code('ERR_INTERNAL'));
+      });
+
+      it('returns leaf hashes of a range, in index order, as 32-byte arrays', async () => {
+        const batch = await appendFresh(4);
+        const first = batch[0]?.index ?? -1;
+        const size = await store.auditSize();
+        const hashes = await store.getAuditLeafHashes(first, size + 3);
+        assert.ok(hashes.every((h) => h instanceof Uint8Array && h.byteLength === 32));
+        assert.deepEqual(hashes.map(hexOf), batch.map((r) => hexOf(r.leafHash)));
+        const middle = await store.getAuditLeafHashes(first + 1, first + 3);
+        assert.deepEqual(middle.map(hexOf), batch.slice(1, 3).map((r) => hexOf(r.leafHash)));
+        assert.deepEqual(await store.getAuditLeafHashes(first, first), []);
+        assert.deepEqual(await store.getAuditLeafHashes(size, size + 1), []);
+        await assert.rejects(store.getAuditLeafHashes(-2, 0), code('ERR_INTERNAL'));
+      });
+
+      it('round-trips every field to the millisecond, with all optional fields set or all null', async () => {
+        const size = await store.auditSize();
+        const full = auditRecord(size, {
+          event: '{"decision":"allow","nested":{"s":"\\u0000 😀 </script>"},"type":"tool.call"}',
+          time: new Date(Date.UTC(2026, 4, 6, 7, 8, 9, 999)),
+          type: 'tool.call',
+          agent: 'spiffe://example.org/agent/ü',
+          principalIssuer: 'https://idp.example',
+          principalSubject: 'alice@example.com',
+          mandateId: randomUUID(),
+          tool: 'github.create_issue',
+          decision: 'allow',
+          traceId: hex(16),
+        });
+        const bare = auditRecord(size + 1, {
+          time: new Date(Date.UTC(1999, 11, 31, 23, 59, 59, 1)),
+          agent: null,
+          principalIssuer: null,
+          principalSubject: null,
+          mandateId: null,
+          tool: null,
+          decision: null,
+          traceId: null,
+        });
+        await store.appendAuditRecords([full, bare]);
+        const got = await second.getAuditRecords(size, size + 2);
+        assert.deepEqual(plain(got), plain([full, bare]));
+        assert.ok(got.every((r) => r.time instanceof Date && r.leafHash instanceof Uint8Array));
+        const queried = await store.queryAuditRecords({ afterIndex: size - 1, limit: 2 });
+        assert.deepEqual(plain(queried), plain([full, bare]));
+      });
+
+      it('filters a query by each field, oldest first', async () => {
+        const t = hex(6);
+        const mk = (i: number): Partial<AuditRecord> => ({
+          type: `type-${t}-${i % 2}`,
+          agent: `spiffe://example.org/agent/${t}-${i % 3}`,
+          principalIssuer: `https://idp-${t}-${i % 2}.example`,
+          principalSubject: `sub-${t}-${i % 3}`,
+          mandateId: `m-${t}-${i % 4}`,
+          tool: `tool-${t}-${i % 5}`,
+          decision: i % 2 === 0 ? `allow-${t}` : `deny-${t}`,
+          traceId: `trace-${t}-${i % 6}`,
+        });
+        const batch = await appendFresh(12, mk);
+        const ids = (rs: AuditRecord[]): number[] => rs.map((r) => r.index);
+        const expect = (pred: (r: AuditRecord) => boolean): number[] => ids(batch.filter(pred));
+        const fields = [
+          'type', 'agent', 'principalIssuer', 'principalSubject', 'mandateId', 'tool', 'decision', 'traceId',
+        ] as const;
+        for (const field of fields) {
+          const value = batch[4]?.[field] ?? '';
+          const got = await store.queryAuditRecords({ [field]: value });
+          assert.deepEqual(ids(got), expect((r) => r[field] === value), field);
+          assert.ok(got.length >= 1 && got.length < 12, field);
+        }
+        const principal = {
+          principalIssuer: batch[1]?.principalIssuer ?? '',
+          principalSubject: batch[1]?.principalSubject ?? '',
+        };
+        assert.deepEqual(
+          ids(await store.queryAuditRecords(principal)),
+          expect((r) => r.principalIssuer === principal.principalIssuer && r.principalSubject === principal.principalSubject),
+        );
+        const both = { agent: batch[0]?.agent ?? '', decision: `allow-${t}` };
+        assert.deepEqual(
+          ids(await store.queryAuditRecords(both)),
+          expect((r) => r.agent === both.agent && r.decision === both.decision),
+        );
+        assert.deepEqual(await store.queryAuditRecords({ agent: `spiffe://example.org/agent/${t}-none` }), []);
+        const trace = batch[7]?.traceId ?? '';
+        assert.deepEqual(plain(await store.queryAuditRecords({ traceId: trace })), plain(batch.filter((r) => r.traceId === trace)));
+      });
+
+      it('filters by time range (from inclusive, to exclusive), afterIndex and limit', async () => {
+        const t = hex(6);
+        // Times a millisecond apart in a range no other case uses, appended out of time order.
+        const base = Date.UTC(2031, 2, 3, 4, 5, 6, 7);
+        const offsets = [5, 0, 3, 1, 4, 2];
+        const batch = await appendFresh(6, (i) => ({ tool: `tool-${t}`, time: new Date(base + (offsets[i] ?? 0)) }));
+        const ids = (rs: AuditRecord[]): number[] => rs.map((r) => r.index);
+        const inRange = (from: number, to: number): number[] =>
+          ids(batch.filter((r) => r.time.getTime() >= base + from && r.time.getTime() < base + to));
+        const between = async (from: number, to: number): Promise<number[]> =>
+          ids(await store.queryAuditRecords({ from: new Date(base + from), to: new Date(base + to) }));
+        assert.deepEqual(await between(1, 4), inRange(1, 4));
+        assert.deepEqual(await between(5, 6), inRange(5, 6));
+        assert.deepEqual(await between(2, 2), []);
+        const all = ids(batch);
+        assert.deepEqual(ids(await store.queryAuditRecords({ tool: `tool-${t}`, from: new Date(base + 3) })), inRange(3, 99));
+        assert.deepEqual(ids(await store.queryAuditRecords({ tool: `tool-${t}`, to: new Date(base + 3) })), inRange(0, 3));
+        assert.deepEqual(ids(await store.queryAuditRecords({ tool: `tool-${t}`, afterIndex: all[2] })), all.slice(3));
+        assert.deepEqual(ids(await store.queryAuditRecords({ tool: `tool-${t}`, limit: 2 })), all.slice(0, 2));
+        assert.deepEqual(ids(await store.queryAuditRecords({ tool: `tool-${t}`, afterIndex: all[1], limit: 3 })), all.slice(2, 5));
+        assert.deepEqual(await store.queryAuditRecords({ tool: `tool-${t}`, limit: 0 }), []);
+        // Paging with afterIndex visits every record once, in order.
+        const paged: number[] = [];
+        for (let after: number | undefined; ; ) {
+          const page = await store.queryAuditRecords({ tool: `tool-${t}`, afterIndex: after, limit: 4 });
+          if (page.length === 0) break;
+          paged.push(...ids(page));
+          after = page.at(-1)?.index;
+        }
+        assert.deepEqual(paged, all);
+        const first = await store.queryAuditRecords({ afterIndex: -1, limit: 1 });
+        assert.deepEqual(ids(first), [0]);
+        for (const bad of [{ limit: -1 }, { afterIndex: -2 }, { afterIndex: 0.5 }, { from: new Date(Number.NaN) }]) {
+          await assert.rejects(store.queryAuditRecords(bad), code('ERR_INTERNAL'), JSON.stringify(bad));
+        }
+      });
+
+      it('stores checkpoints, finds each by size and the largest as latest', async () => {
+        const base = ((await store.latestAuditCheckpoint())?.size ?? 0) + 1_000;
+        const cps = [base + 5, base + 9, base + 3].map((size) => auditCheckpoint({ size }));
+        for (const cp of cps) await store.putAuditCheckpoint(cp);
+        assert.deepEqual(plainCheckpoint(await store.latestAuditCheckpoint()), plainCheckpoint(cps[1] ?? null));
+        for (const cp of cps) {
+          assert.deepEqual(plainCheckpoint(await second.getAuditCheckpoint(cp.size)), plainCheckpoint(cp));
+        }
+        assert.equal(await store.getAuditCheckpoint(base + 4), null);
+        const got = await store.getAuditCheckpoint(base + 3);
+        assert.ok(got?.rootHash instanceof Uint8Array && got.rootHash.byteLength === 32 && got.createdAt instanceof Date);
+      });
+
+      it('accepts the same checkpoint again but refuses another root for a size with ERR_CONFLICT', async () => {
+        const size = ((await store.latestAuditCheckpoint())?.size ?? 0) + 1_000;
+        const cp = auditCheckpoint({ size });
+        await store.putAuditCheckpoint(cp);
+        await store.putAuditCheckpoint({ ...cp, note: `${cp.note}again`, createdAt: at(77) });
+        await store.putAuditCheckpoint({ ...cp, rootHash: new Uint8Array(cp.rootHash) });
+        await assert.rejects(store.putAuditCheckpoint(auditCheckpoint({ size })), code('ERR_CONFLICT'));
+        assert.deepEqual(plainCheckpoint(await store.getAuditCheckpoint(size)), plainCheckpoint(cp));
+        const shortRoot = auditCheckpoint({ size: size + 1, rootHash: randomBytes(31) });
+        await assert.rejects(store.putAuditCheckpoint(shortRoot), code('ERR_INTERNAL'));
+        await assert.rejects(store.putAuditCheckpoint(auditCheckpoint({ size: -1 })), code('ERR_INTERNAL'));
+        assert.equal(await store.getAuditCheckpoint(size + 1), null);
+      });
+
+      it('appends a batch of 1,000 records in one call', async () => {
+        const batch = await appendFresh(1000);
+        const first = batch[0]?.index ?? -1;
+        assert.equal(await store.auditSize(), first + 1000);
+        const hashes = await store.getAuditLeafHashes(first, first + 1000);
+        assert.deepEqual(hashes.map(hexOf), batch.map((r) => hexOf(r.leafHash)));
+      });
+
+      it('keeps the log across a reopen', async () => {
+        const batch = await appendFresh(3);
+        const first = batch[0]?.index ?? -1;
+        const again = await open();
+        try {
+          assert.equal(await again.auditSize(), await store.auditSize());
+          assert.deepEqual(plain(await again.getAuditRecords(first, first + 3)), plain(batch));
+        } finally {
+          await again.close();
+        }
+      });
+    });
+
     describe('JSON values', () => {
       it('round-trip every string JSON can carry (NUL, unpaired surrogates, astral characters)', async () => {
         const strings = ['nul \u0000 inside', '\ud800', 'low \udfff alone', '😀 𝄞', 'tab\tnewline\n', '</script>'];
@@ -1078,8 +1390,8 @@ export function storeSuite<S extends Store>(
   });
 }
 
-/** A database at schema version 1 holding the given signing keys, and how to open a store on it. */
-export interface Version1Database<S extends Store> {
+/** A database at an older schema version holding the given signing keys, and how to open a store on it. */
+export interface OldDatabase<S extends Store> {
   /** Opens the store, which runs the pending migrations; called twice. */
   open: () => Promise<S>;
   /** Runs once at the end, with a store still open (the suite closes it afterwards). */
@@ -1087,16 +1399,16 @@ export interface Version1Database<S extends Store> {
 }
 
 /**
- * Upgrading from schema version 1: data written by a build that knew only version 1 must come
- * through the later migrations intact. `createVersion1` makes a fresh database with only migration
- * 1 applied and writes `keys` into it with that version's SQL.
+ * Upgrading from older schema versions: data written by a build that knew only migrations up to
+ * `version` must come through the later migrations intact. `createOld` makes a fresh database
+ * with only migrations 1..version applied and writes `keys` into it with that version's SQL.
  *
  * @example
- *   storeUpgradeSuite('sqlite store', async (keys) => ({ open: () => openSqliteStore({ path }) }));
+ *   storeUpgradeSuite('sqlite store', async (version, keys) => ({ open: () => openSqliteStore({ path }) }));
  */
 export function storeUpgradeSuite<S extends Store>(
   name: string,
-  createVersion1: (keys: SigningKeyRecord[]) => Promise<Version1Database<S>>,
+  createOld: (version: 1 | 2, keys: SigningKeyRecord[]) => Promise<OldDatabase<S>>,
 ): void {
   describe(name, () => {
     it('keeps every signing key written at version 1, with its constraints, and accepts oauth keys', async () => {
@@ -1105,7 +1417,7 @@ export function storeUpgradeSuite<S extends Store>(
         signingKey({ kind: 'x509-ca', state: 'active', createdAt: at(2) }),
         signingKey({ kind: 'jwt', trustAnchors: '', publicData: '{"kty":"EC","kid":"j1"}', createdAt: at(3) }),
       ];
-      const db = await createVersion1(keys);
+      const db = await createOld(1, keys);
       const store = await db.open();
       try {
         assert.ok((await store.schemaVersion()) >= 2);
@@ -1130,6 +1442,43 @@ export function storeUpgradeSuite<S extends Store>(
           const retired = { ...keys[1], state: 'retired', publishUntil: at(50) };
           assert.deepEqual(await again.listSigningKeys('x509-ca'), [keys[0], retired]);
           assert.deepEqual(await again.listSigningKeys('oauth'), [oauth]);
+        } finally {
+          await again.close();
+        }
+      } finally {
+        try {
+          await db.cleanup?.(store);
+        } finally {
+          await store.close();
+        }
+      }
+    });
+
+    it('keeps the data written at version 2 and starts an empty audit log that works', async () => {
+      const keys = [
+        signingKey({ kind: 'oauth', state: 'active', trustAnchors: '', publicData: '{"kid":"o2"}', createdAt: at(1) }),
+        signingKey({ kind: 'jwt', state: 'retired', trustAnchors: '', createdAt: at(2), publishUntil: at(9) }),
+      ];
+      const db = await createOld(2, keys);
+      const store = await db.open();
+      try {
+        assert.ok((await store.schemaVersion()) >= 3);
+        assert.deepEqual(await store.listSigningKeys('oauth'), [keys[0]]);
+        assert.deepEqual(await store.listSigningKeys('jwt'), [keys[1]]);
+        assert.equal(await store.auditSize(), 0);
+        assert.equal(await store.latestAuditCheckpoint(), null);
+        await assert.rejects(store.appendAuditRecords([auditRecord(1)]), code('ERR_CONFLICT'));
+        const records = [0, 1, 2].map((i) => auditRecord(i));
+        await store.appendAuditRecords(records);
+        const cp = auditCheckpoint({ size: 3 });
+        await store.putAuditCheckpoint(cp);
+
+        const again = await db.open();
+        try {
+          assert.equal(await again.schemaVersion(), await store.schemaVersion());
+          assert.deepEqual(await again.listSigningKeys('oauth'), [keys[0]]);
+          assert.deepEqual(plain(await again.getAuditRecords(0, 10)), plain(records));
+          assert.deepEqual(plainCheckpoint(await again.latestAuditCheckpoint()), plainCheckpoint(cp));
         } finally {
           await again.close();
         }
@@ -1316,4 +1665,47 @@ function refreshToken(over: Partial<RefreshTokenRecord> = {}): RefreshTokenRecor
     usedAt: null,
     ...over,
   };
+}
+
+function auditRecord(index: number, over: Partial<AuditRecord> = {}): AuditRecord {
+  const event = JSON.stringify({ id: randomUUID(), type: 'token.issued' });
+  return {
+    index,
+    event,
+    leafHash: randomBytes(32),
+    time: at(index % 1000),
+    type: 'token.issued',
+    agent: `spiffe://example.org/agent/${hex(4)}`,
+    principalIssuer: 'https://mandate.example',
+    principalSubject: randomUUID(),
+    mandateId: randomUUID(),
+    tool: null,
+    decision: null,
+    traceId: hex(16),
+    ...over,
+  };
+}
+
+function auditCheckpoint(over: Partial<AuditCheckpointRecord> = {}): AuditCheckpointRecord {
+  const size = over.size ?? 0;
+  return {
+    size,
+    rootHash: randomBytes(32),
+    note: `mandate.example/audit\n${size}\n${randomBytes(32).toString('base64')}\n\n— mandate.example ${hex(8)}\n`,
+    createdAt: at(size % 1000),
+    ...over,
+  };
+}
+
+function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+/** Records with the hash as hex: a store may hand back a Buffer, a Uint8Array subclass. */
+function plain(records: readonly AuditRecord[]): Record<string, unknown>[] {
+  return records.map((r) => ({ ...r, leafHash: hexOf(r.leafHash) }));
+}
+
+function plainCheckpoint(cp: AuditCheckpointRecord | null): Record<string, unknown> | null {
+  return cp === null ? null : { ...cp, rootHash: hexOf(cp.rootHash) };
 }

@@ -188,6 +188,56 @@ export interface RefreshTokenRecord {
   usedAt: Date | null;
 }
 
+/**
+ * One entry of the audit log: the event as canonical JSON, its Merkle leaf hash, and the fields
+ * queries filter on (copied from the event when appended; the event text is what is hashed).
+ */
+export interface AuditRecord {
+  /** Position in the log, from 0, contiguous. */
+  index: number;
+  /** Canonical JSON of the event (what the leaf hash covers). */
+  event: string;
+  /** RFC 9162 leaf hash of `event` (32 bytes). */
+  leafHash: Uint8Array;
+  time: Date;
+  type: string;
+  agent: string | null;
+  principalIssuer: string | null;
+  principalSubject: string | null;
+  mandateId: string | null;
+  tool: string | null;
+  decision: string | null;
+  traceId: string | null;
+}
+
+/** Filters of an audit query; every field that is set must match. Oldest first. */
+export interface AuditQuery {
+  agent?: string;
+  principalIssuer?: string;
+  principalSubject?: string;
+  mandateId?: string;
+  tool?: string;
+  decision?: string;
+  traceId?: string;
+  type?: string;
+  /** time >= from */
+  from?: Date;
+  /** time < to */
+  to?: Date;
+  /** index >= afterIndex + 1 */
+  afterIndex?: number;
+  limit?: number;
+}
+
+/** A signed statement of the audit log's size and root (a C2SP signed note). */
+export interface AuditCheckpointRecord {
+  size: number;
+  rootHash: Uint8Array;
+  /** The signed note text. */
+  note: string;
+  createdAt: Date;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
 
@@ -294,6 +344,25 @@ export interface Store {
   getRefreshToken(tokenHash: string, now: Date): Promise<RefreshTokenRecord | null>;
   /** Deletes every token of the family; returns how many. */
   revokeRefreshFamily(familyId: string): Promise<number>;
+
+  // audit log
+  /**
+   * Appends records in one transaction, durable when the promise resolves (fsync'd commit). Their
+   * indices must continue the log exactly (the first equals the current size, then +1 each), else
+   * ERR_CONFLICT and nothing is written.
+   */
+  appendAuditRecords(records: readonly AuditRecord[]): Promise<void>;
+  /** Number of records in the log. */
+  auditSize(): Promise<number>;
+  /** Records with from <= index < to, by index. */
+  getAuditRecords(from: number, to: number): Promise<AuditRecord[]>;
+  /** Leaf hashes with from <= index < to, by index. */
+  getAuditLeafHashes(from: number, to: number): Promise<Uint8Array[]>;
+  queryAuditRecords(query: AuditQuery): Promise<AuditRecord[]>;
+  /** ERR_CONFLICT when a checkpoint of that size exists with another root. */
+  putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>;
+  latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null>;
+  getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | null>;
 
   /** Schema version after migrations (the highest applied migration number). */
   schemaVersion(): Promise<number>;

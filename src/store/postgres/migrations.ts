@@ -159,4 +159,41 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
 `,
   },
+  {
+    version: 3,
+    name: 'audit_log',
+    // Each filter's index ends in idx, so a filtered query reads its matches oldest first without
+    // sorting and stops at its LIMIT.
+    sql: `
+CREATE TABLE audit_log (
+  idx               bigint      PRIMARY KEY CHECK (idx >= 0),
+  event             text        NOT NULL,
+  leaf_hash         bytea       NOT NULL CHECK (octet_length(leaf_hash) = 32),
+  time              timestamptz NOT NULL,
+  type              text COLLATE "C" NOT NULL,
+  agent             text COLLATE "C",
+  principal_issuer  text COLLATE "C",
+  principal_subject text COLLATE "C",
+  mandate_id        text COLLATE "C",
+  tool              text COLLATE "C",
+  decision          text COLLATE "C",
+  trace_id          text COLLATE "C"
+);
+CREATE INDEX audit_log_by_agent ON audit_log (agent, idx);
+CREATE INDEX audit_log_by_principal ON audit_log (principal_issuer, principal_subject, idx);
+CREATE INDEX audit_log_by_mandate_id ON audit_log (mandate_id, idx);
+CREATE INDEX audit_log_by_tool ON audit_log (tool, idx);
+CREATE INDEX audit_log_by_decision ON audit_log (decision, idx);
+CREATE INDEX audit_log_by_trace_id ON audit_log (trace_id, idx);
+CREATE INDEX audit_log_by_type ON audit_log (type, idx);
+CREATE INDEX audit_log_by_time ON audit_log (time, idx);
+
+CREATE TABLE audit_checkpoints (
+  size       bigint      PRIMARY KEY CHECK (size >= 0),
+  root_hash  bytea       NOT NULL CHECK (octet_length(root_hash) = 32),
+  note       text        NOT NULL,
+  created_at timestamptz NOT NULL
+);
+`,
+  },
 ];

@@ -41,21 +41,23 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
   const schema = freshSchema();
   storeSuite('shared store suite', () => openPostgresStore({ url, schema, poolSize: 5 }), (s) => s.dropSchema());
 
-  /** Writes a schema the way a build that knew only migration 1 left it. */
-  storeUpgradeSuite<PostgresStore>('upgraded from schema version 1', async (keys) => {
-    const v1Schema = freshSchema();
-    const v1 = MIGRATIONS.find((m) => m.version === 1);
-    assert.ok(v1);
+  /** Writes a schema the way a build that knew only migrations 1..version left it. */
+  storeUpgradeSuite<PostgresStore>('upgraded from an older schema version', async (version, keys) => {
+    const oldSchema = freshSchema();
+    const steps = MIGRATIONS.filter((m) => m.version <= version);
+    assert.equal(steps.length, version);
     await withClient(url, async (c) => {
-      await c.query(`CREATE SCHEMA "${v1Schema}"`);
-      await c.query(`SET search_path = "${v1Schema}"`);
+      await c.query(`CREATE SCHEMA "${oldSchema}"`);
+      await c.query(`SET search_path = "${oldSchema}"`);
       await c.query(`CREATE TABLE schema_migrations (
         version    integer     PRIMARY KEY,
         name       text        NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
-      await c.query(v1.sql);
-      await c.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [1, v1.name]);
+      for (const m of steps) {
+        await c.query(m.sql);
+        await c.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      }
       for (const k of keys) {
         await c.query(
           `INSERT INTO signing_keys
@@ -65,7 +67,7 @@ describe('postgres store', { skip: url ? false : 'DATABASE_URL is unset: Postgre
         );
       }
     });
-    return { open: () => openPostgresStore({ url, schema: v1Schema }), cleanup: (s) => s.dropSchema() };
+    return { open: () => openPostgresStore({ url, schema: oldSchema }), cleanup: (s) => s.dropSchema() };
   });
 
   describe('postgres store specifics', () => {

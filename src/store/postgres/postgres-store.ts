@@ -1,9 +1,13 @@
 import pg from 'pg';
 import { MandateError } from '../../errors.ts';
+import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import type {
   AdminTokenRecord,
+  AuditCheckpointRecord,
+  AuditQuery,
+  AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
@@ -21,6 +25,8 @@ import { type Expected, toStoreError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   type AdminTokenRow,
+  type AuditCheckpointRow,
+  type AuditRow,
   type EntryRow,
   type EphemeralRow,
   type FederatedBundleRow,
@@ -32,6 +38,8 @@ import {
   type SigningKeyRow,
   type UserRow,
   toAdminToken,
+  toAuditCheckpoint,
+  toAuditRecord,
   toEntry,
   toEphemeral,
   toFederatedBundle,
@@ -185,6 +193,18 @@ function requireCount(value: number, field: string, min: number): number {
   return value;
 }
 
+/** Equality filters of an audit query, by query field. */
+const AUDIT_FILTER_COLUMNS = {
+  agent: 'agent',
+  principalIssuer: 'principal_issuer',
+  principalSubject: 'principal_subject',
+  mandateId: 'mandate_id',
+  tool: 'tool',
+  decision: 'decision',
+  traceId: 'trace_id',
+  type: 'type',
+} as const;
+
 /** Columns updateUser may change, by record field. */
 const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
 
@@ -194,6 +214,16 @@ const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash
  * later miss a smaller seq still in flight. Reads (ACCESS SHARE) are not blocked.
  */
 const LOCK_REVOCATIONS = 'LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE';
+
+/**
+ * Appenders take this lock first and hold it until commit, so each reads the size the previous
+ * one committed: two appenders at the same index cannot both pass the contiguity check. It
+ * conflicts with itself but not with readers (ACCESS SHARE).
+ */
+const LOCK_AUDIT_LOG = 'LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE';
+
+/** Indices are contiguous from 0, so the size is one past the highest (read off the primary key). */
+const AUDIT_SIZE = 'SELECT coalesce(max(idx) + 1, 0) AS size FROM audit_log';
 
 class PgStore implements PostgresStore {
   readonly kind = 'postgres' as const;
@@ -788,6 +818,133 @@ class PgStore implements PostgresStore {
       familyId,
     ]);
     return rowCount ?? 0;
+  }
+
+  async appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
+    const first = checkAuditBatch(records);
+    if (first === null) return;
+    const columns: unknown[][] = Array.from({ length: 12 }, () => []);
+    for (const r of records) {
+      const row = [
+        r.index,
+        r.event,
+        requireHash(r.leafHash, 'audit record leafHash'),
+        r.time,
+        r.type,
+        r.agent,
+        r.principalIssuer,
+        r.principalSubject,
+        r.mandateId,
+        r.tool,
+        r.decision,
+        r.traceId,
+      ];
+      row.forEach((value, i) => columns[i]?.push(value));
+    }
+    await this.transaction('appendAuditRecords', async (client) => {
+      await client.query(LOCK_AUDIT_LOG);
+      const { rows } = await client.query<{ size: string }>(AUDIT_SIZE);
+      requireLogContinues(first, Number(rows[0]?.size));
+      // One statement for the whole batch: each parameter is one column, as an array.
+      await client.query(
+        `INSERT INTO audit_log
+           (idx, event, leaf_hash, time, type, agent, principal_issuer, principal_subject, mandate_id, tool,
+            decision, trace_id)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::timestamptz[], $5::text[], $6::text[],
+                              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])`,
+        columns,
+      );
+    });
+  }
+
+  async auditSize(): Promise<number> {
+    const { rows } = await this.query<{ size: string }>('auditSize', AUDIT_SIZE);
+    return Number(rows[0]?.size);
+  }
+
+  async getAuditRecords(from: number, to: number): Promise<AuditRecord[]> {
+    const { rows } = await this.query<AuditRow>(
+      'getAuditRecords',
+      'SELECT * FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx',
+      [requireCount(from, 'audit range from', 0), requireCount(to, 'audit range to', 0)],
+    );
+    return rows.map(toAuditRecord);
+  }
+
+  async getAuditLeafHashes(from: number, to: number): Promise<Uint8Array[]> {
+    const { rows } = await this.query<{ leaf_hash: Buffer }>(
+      'getAuditLeafHashes',
+      'SELECT leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx',
+      [requireCount(from, 'audit range from', 0), requireCount(to, 'audit range to', 0)],
+    );
+    return rows.map((r) => r.leaf_hash);
+  }
+
+  async queryAuditRecords(query: AuditQuery): Promise<AuditRecord[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    const match = (column: string, op: string, value: unknown): void => {
+      values.push(value);
+      where.push(`${column} ${op} $${values.length}`);
+    };
+    for (const field of Object.keys(AUDIT_FILTER_COLUMNS) as (keyof typeof AUDIT_FILTER_COLUMNS)[]) {
+      const value = query[field];
+      if (value !== undefined) match(AUDIT_FILTER_COLUMNS[field], '=', value);
+    }
+    if (query.from !== undefined) match('time', '>=', at(query.from, 'audit query from'));
+    if (query.to !== undefined) match('time', '<', at(query.to, 'audit query to'));
+    if (query.afterIndex !== undefined) match('idx', '>', requireCount(query.afterIndex, 'audit query afterIndex', -1));
+    let sql = 'SELECT * FROM audit_log';
+    if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+    sql += ' ORDER BY idx';
+    if (query.limit !== undefined) {
+      values.push(requireCount(query.limit, 'audit query limit', 0));
+      sql += ` LIMIT $${values.length}`;
+    }
+    const { rows } = await this.query<AuditRow>('queryAuditRecords', sql, values);
+    return rows.map(toAuditRecord);
+  }
+
+  async putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void> {
+    const rootHash = requireHash(checkpoint.rootHash, 'audit checkpoint rootHash');
+    const size = requireCount(checkpoint.size, 'audit checkpoint size', 0);
+    const inserted = await this.query(
+      'putAuditCheckpoint',
+      `INSERT INTO audit_checkpoints (size, root_hash, note, created_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (size) DO NOTHING`,
+      [size, rootHash, checkpoint.note, at(checkpoint.createdAt, 'audit checkpoint createdAt')],
+    );
+    if ((inserted.rowCount ?? 0) > 0) return;
+    // Checkpoints are never changed or deleted, so the one found here is the one that was kept.
+    const { rows } = await this.query<{ root_hash: Buffer }>(
+      'putAuditCheckpoint',
+      'SELECT root_hash FROM audit_checkpoints WHERE size = $1',
+      [size],
+    );
+    const existing = rows[0];
+    if (!existing) {
+      throw new MandateError('ERR_STORE', 'postgres store: putAuditCheckpoint failed: checkpoint vanished after a conflict');
+    }
+    if (!existing.root_hash.equals(rootHash)) {
+      throw new MandateError('ERR_CONFLICT', `an audit checkpoint of size ${size} already exists with another root hash`);
+    }
+  }
+
+  async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
+    const { rows } = await this.query<AuditCheckpointRow>(
+      'latestAuditCheckpoint',
+      'SELECT * FROM audit_checkpoints ORDER BY size DESC LIMIT 1',
+    );
+    return rows[0] ? toAuditCheckpoint(rows[0]) : null;
+  }
+
+  async getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | null> {
+    const { rows } = await this.query<AuditCheckpointRow>(
+      'getAuditCheckpoint',
+      'SELECT * FROM audit_checkpoints WHERE size = $1',
+      [requireCount(size, 'audit checkpoint size', 0)],
+    );
+    return rows[0] ? toAuditCheckpoint(rows[0]) : null;
   }
 
   async schemaVersion(): Promise<number> {

@@ -1,5 +1,7 @@
 import type {
   AdminTokenRecord,
+  AuditCheckpointRecord,
+  AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
@@ -14,7 +16,7 @@ import type {
 
 /*
  * Table rows as pg returns them with its default type parsers (timestamptz -> Date, json and
- * jsonb -> parsed value, bigint -> string) and their conversion to store records.
+ * jsonb -> parsed value, bigint -> string, bytea -> Buffer) and their conversion to store records.
  *
  * @example
  *   toEntry((await pool.query('SELECT * FROM registration_entries WHERE id = $1', [id])).rows[0])
@@ -133,6 +135,30 @@ export interface RefreshTokenRow {
   used_at: Date | null;
 }
 
+export interface AuditRow {
+  /** bigint: a string from pg; an audit index stays far below 2^53. */
+  idx: string;
+  event: string;
+  leaf_hash: Buffer;
+  time: Date;
+  type: string;
+  agent: string | null;
+  principal_issuer: string | null;
+  principal_subject: string | null;
+  mandate_id: string | null;
+  tool: string | null;
+  decision: string | null;
+  trace_id: string | null;
+}
+
+export interface AuditCheckpointRow {
+  /** bigint, as idx. */
+  size: string;
+  root_hash: Buffer;
+  note: string;
+  created_at: Date;
+}
+
 export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
   id: r.id,
   kind: r.kind,
@@ -239,4 +265,26 @@ export const toRefreshToken = (r: RefreshTokenRow): RefreshTokenRecord => ({
   expiresAt: r.expires_at,
   createdAt: r.created_at,
   usedAt: r.used_at,
+});
+
+export const toAuditRecord = (r: AuditRow): AuditRecord => ({
+  index: Number(r.idx),
+  event: r.event,
+  leafHash: r.leaf_hash,
+  time: r.time,
+  type: r.type,
+  agent: r.agent,
+  principalIssuer: r.principal_issuer,
+  principalSubject: r.principal_subject,
+  mandateId: r.mandate_id,
+  tool: r.tool,
+  decision: r.decision,
+  traceId: r.trace_id,
+});
+
+export const toAuditCheckpoint = (r: AuditCheckpointRow): AuditCheckpointRecord => ({
+  size: Number(r.size),
+  rootHash: r.root_hash,
+  note: r.note,
+  createdAt: r.created_at,
 });

@@ -170,4 +170,41 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
 `,
   },
+  {
+    version: 3,
+    name: 'audit_log',
+    // idx is the rowid (INTEGER PRIMARY KEY), so every index below also orders by idx within a key:
+    // a filtered query reads its matches oldest first without sorting.
+    sql: `
+CREATE TABLE audit_log (
+  idx               INTEGER PRIMARY KEY CHECK (idx >= 0),
+  event             TEXT    NOT NULL,
+  leaf_hash         BLOB    NOT NULL CHECK (length(leaf_hash) = 32),
+  time              INTEGER NOT NULL,
+  type              TEXT    NOT NULL,
+  agent             TEXT,
+  principal_issuer  TEXT,
+  principal_subject TEXT,
+  mandate_id        TEXT,
+  tool              TEXT,
+  decision          TEXT,
+  trace_id          TEXT
+) STRICT;
+CREATE INDEX audit_log_by_agent ON audit_log (agent);
+CREATE INDEX audit_log_by_principal ON audit_log (principal_issuer, principal_subject);
+CREATE INDEX audit_log_by_mandate_id ON audit_log (mandate_id);
+CREATE INDEX audit_log_by_tool ON audit_log (tool);
+CREATE INDEX audit_log_by_decision ON audit_log (decision);
+CREATE INDEX audit_log_by_trace_id ON audit_log (trace_id);
+CREATE INDEX audit_log_by_type ON audit_log (type);
+CREATE INDEX audit_log_by_time ON audit_log (time);
+
+CREATE TABLE audit_checkpoints (
+  size       INTEGER PRIMARY KEY CHECK (size >= 0),
+  root_hash  BLOB    NOT NULL CHECK (length(root_hash) = 32),
+  note       TEXT    NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+`,
+  },
 ];

@@ -1,5 +1,7 @@
 import type {
   AdminTokenRecord,
+  AuditCheckpointRecord,
+  AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
@@ -133,6 +135,28 @@ export interface RefreshTokenRow {
   used_at: number | null;
 }
 
+export interface AuditRow {
+  idx: number;
+  event: string;
+  leaf_hash: Buffer;
+  time: number;
+  type: string;
+  agent: string | null;
+  principal_issuer: string | null;
+  principal_subject: string | null;
+  mandate_id: string | null;
+  tool: string | null;
+  decision: string | null;
+  trace_id: string | null;
+}
+
+export interface AuditCheckpointRow {
+  size: number;
+  root_hash: Buffer;
+  note: string;
+  created_at: number;
+}
+
 const dateOrNull = (ms: number | null): Date | null => (ms === null ? null : new Date(ms));
 
 export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
@@ -241,4 +265,26 @@ export const toRefreshToken = (r: RefreshTokenRow): RefreshTokenRecord => ({
   expiresAt: new Date(r.expires_at),
   createdAt: new Date(r.created_at),
   usedAt: dateOrNull(r.used_at),
+});
+
+export const toAuditRecord = (r: AuditRow): AuditRecord => ({
+  index: r.idx,
+  event: r.event,
+  leafHash: r.leaf_hash,
+  time: new Date(r.time),
+  type: r.type,
+  agent: r.agent,
+  principalIssuer: r.principal_issuer,
+  principalSubject: r.principal_subject,
+  mandateId: r.mandate_id,
+  tool: r.tool,
+  decision: r.decision,
+  traceId: r.trace_id,
+});
+
+export const toAuditCheckpoint = (r: AuditCheckpointRow): AuditCheckpointRecord => ({
+  size: r.size,
+  rootHash: r.root_hash,
+  note: r.note,
+  createdAt: new Date(r.created_at),
 });

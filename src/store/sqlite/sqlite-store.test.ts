@@ -16,20 +16,22 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 storeSuite('sqlite store', () => openSqliteStore({ path: join(dir, 'suite', 'mandate.db') }));
 
-/** Writes a database the way a build that knew only migration 1 left it. */
-storeUpgradeSuite('sqlite store upgraded from schema version 1', async (keys) => {
-  const path = join(dir, `v1-${randomUUID()}.db`);
+/** Writes a database the way a build that knew only migrations 1..version left it. */
+storeUpgradeSuite('sqlite store upgraded from an older schema version', async (version, keys) => {
+  const path = join(dir, `v${version}-${randomUUID()}.db`);
   const db = new Database(path);
   try {
-    const v1 = MIGRATIONS.find((m) => m.version === 1);
-    assert.ok(v1);
     db.exec(`CREATE TABLE schema_migrations (
       version    INTEGER PRIMARY KEY,
       name       TEXT    NOT NULL,
       applied_at INTEGER NOT NULL
     ) STRICT`);
-    db.exec(v1.sql);
-    db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(1, v1.name, Date.now());
+    const steps = MIGRATIONS.filter((m) => m.version <= version);
+    assert.equal(steps.length, version);
+    for (const m of steps) {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+    }
     const insert = db.prepare(
       `INSERT INTO signing_keys
          (id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until)

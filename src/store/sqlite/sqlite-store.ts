@@ -2,10 +2,14 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MandateError, isMandateError, messageOf } from '../../errors.ts';
+import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import type {
   AdminTokenRecord,
+  AuditCheckpointRecord,
+  AuditQuery,
+  AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
   JoinTokenRecord,
@@ -22,6 +26,8 @@ import type {
 import { MIGRATIONS } from './migrations.ts';
 import {
   type AdminTokenRow,
+  type AuditCheckpointRow,
+  type AuditRow,
   type EntryRow,
   type EphemeralRow,
   type FederatedBundleRow,
@@ -33,6 +39,8 @@ import {
   type SigningKeyRow,
   type UserRow,
   toAdminToken,
+  toAuditCheckpoint,
+  toAuditRecord,
   toEntry,
   toEphemeral,
   toFederatedBundle,
@@ -147,6 +155,18 @@ function requireCount(value: number, field: string, min: number): number {
   }
   return value;
 }
+
+/** Equality filters of an audit query, by query field. */
+const AUDIT_FILTER_COLUMNS = {
+  agent: 'agent',
+  principalIssuer: 'principal_issuer',
+  principalSubject: 'principal_subject',
+  mandateId: 'mandate_id',
+  tool: 'tool',
+  decision: 'decision',
+  traceId: 'trace_id',
+  type: 'type',
+} as const;
 
 /** Columns updateUser may change, by record field. */
 const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
@@ -758,6 +778,137 @@ class SqliteStore implements Store {
       'revokeRefreshFamily',
       () => this.stmt('DELETE FROM refresh_tokens WHERE family_id = ?').run(familyId).changes,
     );
+  }
+
+  appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
+    return this.run('appendAuditRecords', () => {
+      const first = checkAuditBatch(records);
+      if (first === null) return;
+      this.db
+        .transaction(() => {
+          requireLogContinues(first, this.auditCount());
+          const insert = this.stmt(
+            `INSERT INTO audit_log
+               (idx, event, leaf_hash, time, type, agent, principal_issuer, principal_subject, mandate_id, tool,
+                decision, trace_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          );
+          for (const r of records) {
+            insert.run(
+              r.index,
+              r.event,
+              requireHash(r.leafHash, 'audit record leafHash'),
+              r.time.getTime(),
+              r.type,
+              r.agent,
+              r.principalIssuer,
+              r.principalSubject,
+              r.mandateId,
+              r.tool,
+              r.decision,
+              r.traceId,
+            );
+          }
+        })
+        .immediate();
+    });
+  }
+
+  /** Indices are contiguous from 0, so the size is one past the highest (read off the primary key). */
+  private auditCount(): number {
+    const row = this.stmt('SELECT max(idx) AS last FROM audit_log').get() as { last: number | null };
+    return row.last === null ? 0 : row.last + 1;
+  }
+
+  auditSize(): Promise<number> {
+    return this.run('auditSize', () => this.auditCount());
+  }
+
+  getAuditRecords(from: number, to: number): Promise<AuditRecord[]> {
+    return this.run('getAuditRecords', () => {
+      const rows = this.stmt('SELECT * FROM audit_log WHERE idx >= ? AND idx < ? ORDER BY idx')
+        .all(requireCount(from, 'audit range from', 0), requireCount(to, 'audit range to', 0));
+      return (rows as AuditRow[]).map(toAuditRecord);
+    });
+  }
+
+  getAuditLeafHashes(from: number, to: number): Promise<Uint8Array[]> {
+    return this.run('getAuditLeafHashes', () =>
+      this.stmt('SELECT leaf_hash FROM audit_log WHERE idx >= ? AND idx < ? ORDER BY idx')
+        .pluck()
+        .all(requireCount(from, 'audit range from', 0), requireCount(to, 'audit range to', 0)) as Buffer[],
+    );
+  }
+
+  queryAuditRecords(query: AuditQuery): Promise<AuditRecord[]> {
+    return this.run('queryAuditRecords', () => {
+      const where: string[] = [];
+      const values: (string | number)[] = [];
+      const match = (clause: string, value: string | number): void => {
+        where.push(clause);
+        values.push(value);
+      };
+      for (const field of Object.keys(AUDIT_FILTER_COLUMNS) as (keyof typeof AUDIT_FILTER_COLUMNS)[]) {
+        const value = query[field];
+        if (value !== undefined) match(`${AUDIT_FILTER_COLUMNS[field]} = ?`, value);
+      }
+      if (query.from !== undefined) match('time >= ?', requireDate(query.from, 'audit query from'));
+      if (query.to !== undefined) match('time < ?', requireDate(query.to, 'audit query to'));
+      if (query.afterIndex !== undefined) match('idx > ?', requireCount(query.afterIndex, 'audit query afterIndex', -1));
+      let sql = 'SELECT * FROM audit_log';
+      if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
+      sql += ' ORDER BY idx';
+      if (query.limit !== undefined) {
+        sql += ' LIMIT ?';
+        values.push(requireCount(query.limit, 'audit query limit', 0));
+      }
+      return (this.stmt(sql).all(...values) as AuditRow[]).map(toAuditRecord);
+    });
+  }
+
+  putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void> {
+    return this.run('putAuditCheckpoint', () => {
+      const rootHash = requireHash(checkpoint.rootHash, 'audit checkpoint rootHash');
+      const inserted = this.stmt(
+          `INSERT INTO audit_checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (size) DO NOTHING`,
+        )
+        .run(
+          requireCount(checkpoint.size, 'audit checkpoint size', 0),
+          rootHash,
+          checkpoint.note,
+          requireDate(checkpoint.createdAt, 'audit checkpoint createdAt'),
+        );
+      if (inserted.changes > 0) return;
+      // Checkpoints are never changed or deleted, so the one found here is the one that was kept.
+      const existing = this.stmt('SELECT root_hash FROM audit_checkpoints WHERE size = ?').pluck().get(checkpoint.size) as
+        | Buffer
+        | undefined;
+      if (!existing) throw new Error('audit checkpoint vanished after a conflicting insert');
+      if (!existing.equals(rootHash)) {
+        throw new MandateError(
+          'ERR_CONFLICT',
+          `an audit checkpoint of size ${checkpoint.size} already exists with another root hash`,
+        );
+      }
+    });
+  }
+
+  latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null> {
+    return this.run('latestAuditCheckpoint', () => {
+      const row = this.stmt('SELECT * FROM audit_checkpoints ORDER BY size DESC LIMIT 1').get() as
+        | AuditCheckpointRow
+        | undefined;
+      return row ? toAuditCheckpoint(row) : null;
+    });
+  }
+
+  getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | null> {
+    return this.run('getAuditCheckpoint', () => {
+      const row = this.stmt('SELECT * FROM audit_checkpoints WHERE size = ?')
+        .get(requireCount(size, 'audit checkpoint size', 0)) as AuditCheckpointRow | undefined;
+      return row ? toAuditCheckpoint(row) : null;
+    });
   }
 
   schemaVersion(): Promise<number> {
