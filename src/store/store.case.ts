@@ -1289,6 +1289,9 @@ export function storeSuite<S extends Store>(
           assert.deepEqual(plainCheckpoint(await second.getAuditCheckpoint(cp.size)), plainCheckpoint(cp));
         }
         assert.equal(await store.getAuditCheckpoint(base + 4), null);
+        assert.deepEqual((await store.listAuditCheckpoints(base + 2, base + 3)).map(plainCheckpoint), cps.filter((c) => c.size >= base + 2 && c.size <= base + 3).map(plainCheckpoint));
+        assert.deepEqual((await store.listAuditCheckpoints(base + 3, base + 100)).map((c) => c.size), [base + 3, base + 5, base + 9]);
+        assert.deepEqual(await store.listAuditCheckpoints(base + 6, base + 8), []);
         const got = await store.getAuditCheckpoint(base + 3);
         assert.ok(got?.rootHash instanceof Uint8Array && got.rootHash.byteLength === 32 && got.createdAt instanceof Date);
       });

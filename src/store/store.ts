@@ -363,6 +363,8 @@ export interface Store {
   putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void>;
   latestAuditCheckpoint(): Promise<AuditCheckpointRecord | null>;
   getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | null>;
+  /** Checkpoints with fromSize <= size <= toSize, by size. */
+  listAuditCheckpoints(fromSize: number, toSize: number): Promise<AuditCheckpointRecord[]>;
 
   /** Schema version after migrations (the highest applied migration number). */
   schemaVersion(): Promise<number>;

@@ -947,6 +947,15 @@ class PgStore implements PostgresStore {
     return rows[0] ? toAuditCheckpoint(rows[0]) : null;
   }
 
+  async listAuditCheckpoints(fromSize: number, toSize: number): Promise<AuditCheckpointRecord[]> {
+    const { rows } = await this.query<AuditCheckpointRow>(
+      'listAuditCheckpoints',
+      'SELECT * FROM audit_checkpoints WHERE size >= $1 AND size <= $2 ORDER BY size',
+      [requireCount(fromSize, 'audit checkpoint size', 0), requireCount(toSize, 'audit checkpoint size', 0)],
+    );
+    return rows.map(toAuditCheckpoint);
+  }
+
   async schemaVersion(): Promise<number> {
     const { rows } = await this.query<{ v: number | null }>(
       'schemaVersion',

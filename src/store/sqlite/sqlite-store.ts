@@ -911,6 +911,14 @@ class SqliteStore implements Store {
     });
   }
 
+  listAuditCheckpoints(fromSize: number, toSize: number): Promise<AuditCheckpointRecord[]> {
+    return this.run('listAuditCheckpoints', () => {
+      const rows = this.stmt('SELECT * FROM audit_checkpoints WHERE size >= ? AND size <= ? ORDER BY size')
+        .all(requireCount(fromSize, 'audit checkpoint size', 0), requireCount(toSize, 'audit checkpoint size', 0)) as AuditCheckpointRow[];
+      return rows.map(toAuditCheckpoint);
+    });
+  }
+
   schemaVersion(): Promise<number> {
     return this.run('schemaVersion', () => {
       const row = this.stmt('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null };
