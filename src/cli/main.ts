@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { MandateError } from '../errors.ts';
 import { adminApiCommands } from './commands/admin-api.ts';
 import { agentCommand } from './commands/agent.ts';
+import { auditCommands } from './commands/audit.ts';
 import { delegationCommands } from './commands/delegation.ts';
 import { oboCommands } from './commands/obo.ts';
 import { policyCommands } from './commands/policy.ts';
@@ -35,6 +36,7 @@ oboCommands(program);
 policyCommands(program);
 svidCommands(program);
 agentCommand(program);
+auditCommands(program);
 
 try {
   await program.parseAsync(process.argv);

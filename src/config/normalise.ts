@@ -8,6 +8,7 @@
  *   const config = normalise(raw, 'demo.yaml', check);
  *   if (check.problems.length > 0) throw new ConfigError('demo.yaml', check.problems);
  */
+import { hostname } from 'node:os';
 import { isMandateError } from '../errors.ts';
 import { parseTrustDomain } from '../identity/spiffe-id/parse.ts';
 import { isLoopbackHost, parseListen, parseUrl, urlHost } from './address.ts';
@@ -16,7 +17,7 @@ import { normaliseDelegation } from './normalise-delegation.ts';
 import { normaliseAttestation, normaliseFederation, normaliseIdentity } from './normalise-identity.ts';
 import type { RawConfig } from './raw.ts';
 import { Secret } from './secret.ts';
-import type { KeysConfig, ListenAddress, MandateConfig, ServerConfig, StoreConfig } from './types.ts';
+import type { AuditConfig, KeysConfig, ListenAddress, MandateConfig, ObservabilityConfig, ServerConfig, StoreConfig } from './types.ts';
 
 /** Secret overrides from the environment. Only secrets may come from there. */
 export const ENV_KEK = 'MANDATE_KEK';
@@ -40,7 +41,34 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
     federation: normaliseFederation(raw.federation, trustDomain, check),
     delegation: normaliseDelegation(raw.delegation, check),
     policy: { dir: raw.policy.dir === undefined ? undefined : check.inputDirectory(['policy', 'dir'], raw.policy.dir), watch: raw.policy.watch },
+    audit: normaliseAudit(raw.audit, trustDomain, check),
+    observability: normaliseObservability(raw.observability, check),
     log: { level: raw.log.level },
+  };
+}
+
+function normaliseAudit(raw: RawConfig['audit'], trustDomain: string, check: Checker): AuditConfig {
+  const origin = raw.origin ?? `${trustDomain}/mandate/audit`;
+  // The origin is the first line of every checkpoint note: one line of printable text.
+  if (!/^[\x21-\x7e][\x20-\x7e]*$/.test(origin)) check.add(['audit', 'origin'], 'must be one line of printable ASCII, not starting with a space');
+  return {
+    origin,
+    checkpointIntervalSeconds: check.seconds(['audit', 'checkpoint_interval'], raw.checkpoint_interval),
+    maxBatch: raw.max_batch,
+    redact: raw.redact,
+    replica: raw.replica ?? hostname(),
+  };
+}
+
+function normaliseObservability(raw: RawConfig['observability'], check: Checker): ObservabilityConfig {
+  const endpoint = raw.traces.otlp_endpoint;
+  return {
+    metrics: { enabled: raw.metrics.enabled },
+    traces: {
+      otlpEndpoint: endpoint === undefined ? undefined : check.fetchUrl(['observability', 'traces', 'otlp_endpoint'], endpoint),
+      serviceName: raw.traces.service_name,
+      sampleRatio: raw.traces.sample_ratio,
+    },
   };
 }
 

@@ -39,6 +39,11 @@ export interface RawConfig {
   federation: { trust_domains: RawFederatedTrustDomain[] };
   delegation: RawDelegation;
   policy: { dir?: string; watch: boolean };
+  audit: { origin?: string; checkpoint_interval: RawDuration; max_batch: number; redact: string[]; replica?: string };
+  observability: {
+    metrics: { enabled: boolean };
+    traces: { otlp_endpoint?: string; service_name: string; sample_ratio: number };
+  };
   log: { level: LogLevel };
 }
 

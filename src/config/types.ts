@@ -29,6 +29,8 @@ export interface MandateConfig {
   readonly federation: FederationConfig;
   readonly delegation: DelegationConfig;
   readonly policy: PolicyConfig;
+  readonly audit: AuditConfig;
+  readonly observability: ObservabilityConfig;
   readonly log: { readonly level: LogLevel };
 }
 
@@ -292,4 +294,25 @@ export interface PolicyConfig {
   readonly dir: string | undefined;
   /** Reload when a file in the directory changes. */
   readonly watch: boolean;
+}
+
+export interface AuditConfig {
+  /** The log's name in its checkpoints (C2SP origin). */
+  readonly origin: string;
+  readonly checkpointIntervalSeconds: number;
+  readonly maxBatch: number;
+  /** Argument paths redacted in events. */
+  readonly redact: readonly string[];
+  /** This process's name in its events. */
+  readonly replica: string;
+}
+
+export interface ObservabilityConfig {
+  readonly metrics: { readonly enabled: boolean };
+  readonly traces: {
+    /** OTLP/HTTP traces endpoint; undefined: spans are not exported. */
+    readonly otlpEndpoint: string | undefined;
+    readonly serviceName: string;
+    readonly sampleRatio: number;
+  };
 }

@@ -104,6 +104,7 @@ export class DelegationAuthority {
     const now = new Date();
     await this.#store.pruneEphemeral(now);
     await this.#store.pruneRevocations(now);
+    await this.mandates.sweepExpired();
   }
 
   stop(): void {

@@ -1,8 +1,8 @@
 import type { Logger } from './logger.ts';
 
 /**
- * A security-relevant event (attestation, SVID issuance, admin action...). Today events go to the
- * structured log; the audit log subscribes to the same sink. Never put a secret or token here.
+ * A security-relevant event (attestation, SVID issuance, token exchange, admin action...). Events go
+ * to the structured log and to the audit log (src/audit/trail.ts). Never put a secret or token here.
  */
 export interface MandateEvent {
   /** Dotted type, e.g. `attestation.succeeded`, `svid.x509.issued`, `admin.entry.created`. */
@@ -19,8 +19,14 @@ export interface MandateEvent {
   [detail: string]: unknown;
 }
 
+/**
+ * Where events go. `emit` may return a promise that settles once the event is durably recorded (the
+ * audit log's sink does): a caller that must not answer before its record exists awaits it, and a
+ * rejection means the record was not made. Callers that do not await lose nothing: the sink reports
+ * its own failures.
+ */
 export interface EventSink {
-  emit(event: MandateEvent): void;
+  emit(event: MandateEvent): void | Promise<void>;
 }
 
 /** Writes each event as one structured log line at info (success) or warn (failure). */
@@ -41,7 +47,12 @@ export class MemoryEventSink implements EventSink {
   }
 }
 
-/** Fans one event out to several sinks. */
+/** Fans one event out to several sinks; settles when every sink that returned a promise has. */
 export function teeEventSink(...sinks: EventSink[]): EventSink {
-  return { emit: (event) => sinks.forEach((s) => s.emit(event)) };
+  return {
+    emit(event) {
+      const pending = sinks.map((s) => s.emit(event)).filter((p): p is Promise<void> => p instanceof Promise);
+      if (pending.length > 0) return Promise.all(pending).then(() => undefined);
+    },
+  };
 }

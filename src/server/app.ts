@@ -7,6 +7,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
+import { AuditTrail } from '../audit/trail.ts';
 import { isLoopbackHost } from '../config/address.ts';
 import type { ListenAddress, MandateConfig } from '../config/types.ts';
 import { MandateError } from '../errors.ts';
@@ -54,6 +55,8 @@ export interface RunningMandate {
   adminToken: string | null;
   authority: IdentityAuthority;
   keys: KeyManager;
+  /** The audit trail every component writes through. */
+  audit: AuditTrail;
   store: Store;
   federation: FederationManager;
   delegation: DelegationAuthority;
@@ -145,7 +148,6 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
   const { config, logger } = opts;
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const events = opts.events ? teeEventSink(logEventSink(logger.child({ component: 'events' })), opts.events) : logEventSink(logger.child({ component: 'events' }));
   const { kek, created: kekCreated } = loadKek(config, dataDir);
   if (kekCreated) logger.warn({ path: join(dataDir, 'kek.key') }, 'generated a key-encryption key in the data directory; set MANDATE_KEK in production');
 
@@ -154,6 +156,10 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     : await openStore({ driver: 'sqlite', path: isAbsolute(config.store.path) ? config.store.path : join(dataDir, config.store.path) });
   const closers: Array<() => Promise<void> | void> = [() => store.close()];
   try {
+    // Every component writes its record through the audit trail (and the structured log).
+    const audit = await AuditTrail.start({ store, kek, config: config.audit, logger: logger.child({ component: 'audit' }) });
+    closers.push(() => audit.close());
+    const events = teeEventSink(logEventSink(logger.child({ component: 'events' })), audit.sink(), ...(opts.events ? [opts.events] : []));
     const adminToken = await ensureAdminToken(store);
     const id = config.identity;
     const keys = new KeyManager({
@@ -239,7 +245,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
       closers.push(() => policy.close());
       logger.info({ dir: config.policy.dir, policySetVersion: policy.current.version, policies: policy.current.policies.size }, 'policy set loaded');
     }
-    adminRoutes(router, { store, authority, keys, federation, events, delegation, policy });
+    adminRoutes(router, { store, authority, keys, federation, events, delegation, policy, audit });
     oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
     consentRoutes(router, delegation);
     if (mtls) oauthRoutes(mtls.router, delegation, { baseUrl: mtls.url, mtls: true });
@@ -260,7 +266,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     })());
 
     logger.info({ url, issuer, mtlsUrl, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
-    return { url, mtlsUrl, issuer, adminToken, authority, keys, store, federation, delegation, policy, kekCreated, close };
+    return { url, mtlsUrl, issuer, adminToken, authority, keys, audit, store, federation, delegation, policy, kekCreated, close };
   } catch (err) {
     for (const closer of closers.reverse()) await closer();
     throw err;

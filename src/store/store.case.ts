@@ -554,6 +554,9 @@ export function storeSuite<S extends Store>(
         ]);
         const everyFilter = { principalIssuer: issuer, principalSubject: 'alice', status: 'active', liveAt: at(500) } as const;
         assert.deepEqual(await store.listMandates(everyFilter), [live]);
+        // expiredBy is inclusive: with liveAt it selects the mandates that expired in (liveAt, expiredBy].
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: justBefore, expiredBy: at(500) }), [endsAtCutoff]);
+        assert.deepEqual(await store.listMandates({ principalIssuer: issuer, liveAt: at(500), expiredBy: at(999) }), []);
       });
 
       it('applies the limit after ordering; 0 gives none; a negative or fractional limit is ERR_INTERNAL', async () => {
@@ -1431,6 +1434,9 @@ export function storeUpgradeSuite<S extends Store>(
         const oauth = signingKey({ kind: 'oauth', trustAnchors: '', publicData: '{"kid":"o1"}', createdAt: at(4) });
         await store.putSigningKey(oauth);
         assert.deepEqual(await store.listSigningKeys('oauth'), [oauth]);
+        const audit = signingKey({ kind: 'audit', trustAnchors: '', publicData: 'example.org/audit+0a0b0c0d+AQ', createdAt: at(5) });
+        await store.putSigningKey(audit);
+        assert.deepEqual(await store.listSigningKeys('audit'), [audit]);
         // The primary key and the CHECK constraints came through the upgrade.
         await assert.rejects(store.putSigningKey({ ...oauth, kind: 'jwt' }), code('ERR_CONFLICT'));
         const badKind = signingKey({ kind: 'ssh' as SigningKeyRecord['kind'] });

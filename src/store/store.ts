@@ -11,8 +11,11 @@
 export interface SigningKeyRecord {
   /** Stable id: for JWT keys this is the JWK `kid`; for CAs a random id. */
   id: string;
-  /** x509-ca and jwt: the identity authority's keys. oauth: the delegation authority's token-signing keys. */
-  kind: 'x509-ca' | 'jwt' | 'oauth';
+  /**
+   * x509-ca and jwt: the identity authority's keys. oauth: the delegation authority's token-signing
+   * keys. audit: the audit log's checkpoint-signing key (publicData: the C2SP verifier key).
+   */
+  kind: 'x509-ca' | 'jwt' | 'oauth' | 'audit';
   /**
    * prepared: published in the bundle, not yet used to sign.
    * active: signs new SVIDs (at most one per kind).
@@ -131,6 +134,8 @@ export interface MandateFilter {
   status?: 'active' | 'revoked';
   /** Only mandates with `expiresAt` after this time. */
   liveAt?: Date;
+  /** Only mandates with `expiresAt` at or before this time. */
+  expiredBy?: Date;
   limit?: number;
 }
 

@@ -374,3 +374,27 @@ describe('Mandates.forAgent', () => {
     assert.equal(mandateIsLive({ ...m, status: 'revoked' }, T0), false);
   });
 });
+
+describe('Mandates.sweepExpired', () => {
+  it('records mandate.expired once per mandate, after its expiry, and never for a revoked one', async (t) => {
+    const f = await fixture(t);
+    const short = await f.mandates.grant(grantInput({ ttlSeconds: 60 }), 'admin');
+    const long = await f.mandates.grant(grantInput({ ttlSeconds: 7200 }), 'admin');
+    const revoked = await f.mandates.grant(grantInput({ ttlSeconds: 60 }), 'admin');
+    await f.mandates.revoke(revoked.id, 'admin');
+    const expiredIds = () => f.events.events.filter((e) => e.type === 'mandate.expired').map((e) => e.mandateId);
+
+    assert.equal(await f.mandates.sweepExpired(), 0, 'first sweep starts now: nothing has expired');
+    f.clock.now = new Date(T0.getTime() + 60_000);
+    assert.equal(await f.mandates.sweepExpired(), 1);
+    assert.deepEqual(expiredIds(), [short.id]);
+    f.clock.now = new Date(T0.getTime() + 3_600_000);
+    assert.equal(await f.mandates.sweepExpired(), 0, 'already recorded');
+    f.clock.now = new Date(T0.getTime() + 7_200_000);
+    assert.equal(await f.mandates.sweepExpired(), 1);
+    assert.deepEqual(expiredIds(), [short.id, long.id]);
+    const event = f.events.events.find((e) => e.type === 'mandate.expired');
+    assert.deepEqual(event?.principal, { issuer: ALICE.issuer, subject: ALICE.subject });
+    assert.equal(event?.spiffeId, TRIAGE);
+  });
+});

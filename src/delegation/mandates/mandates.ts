@@ -129,7 +129,7 @@ export class Mandates {
       revokedBy: null,
     };
     await this.deps.store.createMandate(mandate);
-    this.deps.events.emit({
+    await this.deps.events.emit({
       type: 'mandate.granted', outcome: 'success', actor,
       mandateId: mandate.id, spiffeId: mandate.agent, principal: { issuer: mandate.principal.issuer, subject: mandate.principal.subject },
       scopes: mandate.scopes, resources: mandate.resources, origin: mandate.origin, clientId: mandate.clientId,
@@ -146,6 +146,33 @@ export class Mandates {
     return this.deps.store.listMandates(filter);
   }
 
+  #sweptUntil: Date | undefined;
+
+  /**
+   * Records `mandate.expired` for each active mandate whose expiry passed since the last sweep (run
+   * from the authority's housekeeping tick). The first sweep of a process starts where the audit
+   * log's last event left off, so mandates that expired while Mandate was down are recorded too.
+   * Returns how many were recorded.
+   */
+  async sweepExpired(): Promise<number> {
+    const now = this.#now();
+    const since = this.#sweptUntil ?? (await this.#lastRecordTime()) ?? now;
+    const expired = since < now ? await this.deps.store.listMandates({ status: 'active', liveAt: since, expiredBy: now }) : [];
+    for (const m of expired) {
+      await this.deps.events.emit({
+        type: 'mandate.expired', outcome: 'success', mandateId: m.id, spiffeId: m.agent,
+        principal: { issuer: m.principal.issuer, subject: m.principal.subject }, expiresAt: m.expiresAt.toISOString(),
+      });
+    }
+    this.#sweptUntil = since < now ? now : since;
+    return expired.length;
+  }
+
+  async #lastRecordTime(): Promise<Date | undefined> {
+    const size = await this.deps.store.auditSize();
+    return size === 0 ? undefined : (await this.deps.store.getAuditRecords(size - 1, size))[0]?.time;
+  }
+
   /**
    * Revokes a mandate. `by` is `admin` or the principal's subject; a principal may only revoke their
    * own mandates (`owner` set): someone else's is reported as not found.
@@ -159,7 +186,7 @@ export class Mandates {
     if (!result) throw new MandateError('ERR_NOT_FOUND', `no mandate ${id}`);
     const { mandate, revoked } = result;
     if (revoked) {
-      this.deps.events.emit({
+      await this.deps.events.emit({
         type: 'mandate.revoked', outcome: 'success', actor: by, mandateId: id, spiffeId: mandate.agent,
         principal: { issuer: mandate.principal.issuer, subject: mandate.principal.subject },
       });

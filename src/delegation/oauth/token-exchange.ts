@@ -257,7 +257,8 @@ export async function tokenExchange(ctx: OAuthContext, r: GrantRequest): Promise
     ttlSeconds: ttl,
     now,
   });
-  ctx.events.emit({
+  // The token is handed out only once its record is durable.
+  await ctx.events.emit({
     type: 'token.exchanged', outcome: 'success',
     spiffeId: actor, actor: `workload:${actor}`, clientId: r.client.client.clientId,
     principal: { issuer: narrowed.principal.issuer, subject: narrowed.principal.subject }, mandateId: narrowed.mandate.id, chain: actChain(claims.act),

@@ -8,7 +8,7 @@ import { introspect } from '../../delegation/oauth/endpoints.ts';
 import { MandateError } from '../../errors.ts';
 import { parseDurationSeconds } from '../../config/duration.ts';
 import type { MandateRecord, UserRecord } from '../../store/store.ts';
-import type { AdminAction } from './admin.ts';
+import type { AdminRoute } from './admin.ts';
 
 export function userToJson(u: UserRecord): Record<string, unknown> {
   return {
@@ -46,7 +46,7 @@ function optionalString(body: Record<string, unknown>, name: string): string | u
   return value;
 }
 
-export function adminDelegationRoutes(on: (method: string, path: string, action: string, run: AdminAction, status?: number) => void, delegation: DelegationAuthority): void {
+export function adminDelegationRoutes(on: AdminRoute, delegation: DelegationAuthority): void {
   const { directory, mandates } = delegation;
 
   /** The principal of a mandate request: a directory user by username, or an issuer and subject. */
@@ -74,7 +74,7 @@ export function adminDelegationRoutes(on: (method: string, path: string, action:
       password: typeof body.password === 'string' ? body.password : '',
     });
     return userToJson(user);
-  }, 201);
+  }, { status: 201 });
   on('POST', '/admin/v1/users/:id/password', 'user.password', async (ctx) => {
     const body = object(await ctx.json());
     await directory.setPassword(ctx.params.id as string, typeof body.password === 'string' ? body.password : '');
@@ -127,7 +127,7 @@ export function adminDelegationRoutes(on: (method: string, path: string, action:
       origin: 'admin',
     }, actor);
     return mandateToJson(mandate);
-  }, 201);
+  }, { status: 201 });
   on('GET', '/admin/v1/mandates/:id', 'mandate.show', async (ctx) => {
     const mandate = await mandates.get(ctx.params.id as string);
     if (!mandate) throw new MandateError('ERR_NOT_FOUND', `no mandate ${ctx.params.id}`);

@@ -7,9 +7,9 @@
 import { MandateError } from '../../errors.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
 import { parseRequest } from '../../policy/test-file.ts';
-import type { AdminAction } from './admin.ts';
+import type { AdminRoute } from './admin.ts';
 
-export function adminPolicyRoutes(on: (method: string, path: string, action: string, run: AdminAction, status?: number) => void, policy: PolicyEngine | undefined): void {
+export function adminPolicyRoutes(on: AdminRoute, policy: PolicyEngine | undefined): void {
   const engine = (): PolicyEngine => {
     if (!policy) throw new MandateError('ERR_NOT_FOUND', 'no policy engine: set policy.dir in the configuration');
     return policy;

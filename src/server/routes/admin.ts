@@ -12,6 +12,7 @@ import type { FederationManager } from '../../identity/federation/poller.ts';
 import { verifyJwtSvid } from '../../identity/jwt-svid/verify.ts';
 import { parseCertificates } from '../../identity/x509/pem.ts';
 import { verifyX509Svid } from '../../identity/x509-svid/verify.ts';
+import type { AuditTrail } from '../../audit/trail.ts';
 import type { DelegationAuthority } from '../../delegation/authority.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
 import type { EventSink } from '../../observability/events.ts';
@@ -20,6 +21,7 @@ import { authenticateAdmin } from '../admin-auth.ts';
 import { sendJson, sendText, type RequestContext } from '../http/context.ts';
 import type { Handler, Router } from '../http/router.ts';
 import { adminDelegationRoutes } from './admin-delegation.ts';
+import { adminAuditRoutes } from './admin-audit.ts';
 import { adminPolicyRoutes } from './admin-policy.ts';
 
 export interface AdminDeps {
@@ -30,9 +32,20 @@ export interface AdminDeps {
   keys: KeyManager;
   federation: FederationManager;
   events: EventSink;
+  audit: AuditTrail;
 }
 
 export type AdminAction = (ctx: RequestContext, actor: string) => Promise<unknown>;
+
+export interface AdminRouteOptions {
+  /** Status of a successful reply (default 200). */
+  status?: number;
+  /** Record the call in the audit log (default true). */
+  audited?: boolean;
+}
+
+/** Registers an admin route: authenticated, recorded, answered with the action's result. */
+export type AdminRoute = (method: string, path: string, action: string, run: AdminAction, opts?: AdminRouteOptions) => void;
 
 function field(body: unknown, name: string, required = true): string | undefined {
   const value = (body as Record<string, unknown> | null)?.[name];
@@ -42,18 +55,25 @@ function field(body: unknown, name: string, required = true): string | undefined
 }
 
 export function adminRoutes(router: Router, deps: AdminDeps): void {
-  const { store, authority, keys, federation, events, delegation, policy } = deps;
+  const { store, authority, keys, federation, events, delegation, policy, audit } = deps;
 
-  /** Authenticates, runs, and records the action (success or failure) as `admin.<action>`. */
-  const admin = (action: string, run: AdminAction, status = 200): Handler => async (ctx) => {
+  /**
+   * Authenticates, runs, and records the action (success or failure) as `admin.<action>`; a success
+   * is answered once its record is durable. Reads of the audit log itself are not recorded in it
+   * (`audited: false`): `mandate audit tail -f` would otherwise feed on its own polling.
+   */
+  const admin = (action: string, run: AdminAction, opts: AdminRouteOptions = {}): Handler => async (ctx) => {
     const tokenId = await authenticateAdmin(store, ctx.req.headers.authorization, events, ctx.sourceAddress);
     const actor = `admin:${tokenId}`;
+    const audited = opts.audited ?? true;
     try {
       const result = await run(ctx, actor);
-      events.emit({ type: `admin.${action}`, outcome: 'success', actor, sourceAddress: ctx.sourceAddress, ...ctx.params });
-      if (typeof result === 'string') sendText(ctx.res, status, result, 'application/yaml');
-      else sendJson(ctx.res, status, result ?? {});
+      if (audited) await events.emit({ type: `admin.${action}`, outcome: 'success', actor, sourceAddress: ctx.sourceAddress, ...ctx.params });
+      if (ctx.res.headersSent) return; // the action streamed its own reply
+      if (typeof result === 'string') sendText(ctx.res, opts.status ?? 200, result, 'application/yaml');
+      else sendJson(ctx.res, opts.status ?? 200, result ?? {});
     } catch (err) {
+      if (!audited) throw err;
       const code = err instanceof MandateError ? err.code : 'ERR_INTERNAL';
       events.emit({ type: `admin.${action}`, outcome: 'failure', actor, error: code, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...ctx.params });
       throw err;
@@ -62,13 +82,13 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
 
   router
     .on('GET', '/admin/v1/entries', admin('entry.list', async () => ({ entries: (await authority.listEntries()).map(entryToJson) })))
-    .on('POST', '/admin/v1/entries', admin('entry.create', async (ctx) => entryToJson(await authority.createEntry(await ctx.json())), 201))
+    .on('POST', '/admin/v1/entries', admin('entry.create', async (ctx) => entryToJson(await authority.createEntry(await ctx.json())), { status: 201 }))
     .on('GET', '/admin/v1/entries/:id', admin('entry.show', async (ctx) => entryToJson(await authority.getEntry(ctx.params.id as string))))
     .on('DELETE', '/admin/v1/entries/:id', admin('entry.delete', async (ctx) => {
       await authority.deleteEntry(ctx.params.id as string);
       return { deleted: ctx.params.id };
     }))
-    .on('POST', '/admin/v1/join-tokens', admin('join_token.create', async (ctx) => authority.createJoinToken(await ctx.json()), 201))
+    .on('POST', '/admin/v1/join-tokens', admin('join_token.create', async (ctx) => authority.createJoinToken(await ctx.json()), { status: 201 }))
     .on('GET', '/admin/v1/keys', admin('key.list', async () => ({
       bundle_sequence: keys.bundle().sequence,
       keys: keys.keys().map((k) => ({ id: k.id, kind: k.kind, state: k.state, not_after: k.notAfter.toISOString(), created_at: k.createdAt.toISOString(), publish_until: k.publishUntil?.toISOString() ?? null })),
@@ -120,7 +140,8 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
       return { valid: true, spiffe_id: spiffeId.toString(), claims };
     }));
 
-  const on = (method: string, path: string, action: string, run: AdminAction, status?: number) => router.on(method, path, admin(action, run, status));
+  const on: AdminRoute = (method, path, action, run, opts) => router.on(method, path, admin(action, run, opts));
   adminDelegationRoutes(on, delegation);
   adminPolicyRoutes(on, policy);
+  adminAuditRoutes(on, audit);
 }

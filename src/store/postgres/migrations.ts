@@ -196,4 +196,13 @@ CREATE TABLE audit_checkpoints (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'audit_signing_key',
+    sql: `
+ALTER TABLE signing_keys
+  DROP CONSTRAINT signing_keys_kind_check,
+  ADD CONSTRAINT signing_keys_kind_check CHECK (kind IN ('x509-ca', 'jwt', 'oauth', 'audit'));
+`,
+  },
 ];

@@ -596,6 +596,7 @@ class PgStore implements PostgresStore {
     if (filter.agent !== undefined) match('agent', '=', filter.agent);
     if (filter.status !== undefined) match('status', '=', filter.status);
     if (filter.liveAt !== undefined) match('expires_at', '>', at(filter.liveAt, 'mandate filter liveAt'));
+    if (filter.expiredBy !== undefined) match('expires_at', '<=', at(filter.expiredBy, 'mandate filter expiredBy'));
     let sql = 'SELECT * FROM mandates';
     if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
     sql += ' ORDER BY created_at DESC, id DESC';

@@ -207,4 +207,30 @@ CREATE TABLE audit_checkpoints (
 ) STRICT;
 `,
   },
+  {
+    version: 4,
+    name: 'audit_signing_key',
+    // The audit log's checkpoint-signing key lives with the other signing keys (sealed with the KEK,
+    // shared by every replica); the table is rebuilt as in version 2 to widen the CHECK.
+    sql: `
+CREATE TABLE signing_keys_v4 (
+  id              TEXT    PRIMARY KEY,
+  kind            TEXT    NOT NULL CHECK (kind IN ('x509-ca', 'jwt', 'oauth', 'audit')),
+  state           TEXT    NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+  public_data     TEXT    NOT NULL,
+  private_key_enc TEXT    NOT NULL,
+  trust_anchors   TEXT    NOT NULL,
+  not_after       INTEGER NOT NULL,
+  created_at      INTEGER NOT NULL,
+  publish_until   INTEGER
+) STRICT;
+INSERT INTO signing_keys_v4
+  (id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until)
+  SELECT id, kind, state, public_data, private_key_enc, trust_anchors, not_after, created_at, publish_until
+  FROM signing_keys;
+DROP TABLE signing_keys;
+ALTER TABLE signing_keys_v4 RENAME TO signing_keys;
+CREATE INDEX signing_keys_by_kind ON signing_keys (kind, created_at, id);
+`,
+  },
 ];
