@@ -125,7 +125,16 @@ describe('loadConfigFile: valid files', () => {
       tls: { certFile: join(dir, 'tls/mandate-mtls.crt'), keyFile: join(dir, 'tls/mandate-mtls.key') },
       publicUrl: 'https://127.0.0.1:8443',
     });
-    assert.deepEqual(delegation.resources, [{ uri: 'http://127.0.0.1:8420/mcp/issues', name: 'Issue tracker', scopes: ['issues:read', 'issues:comment'] }]);
+    assert.deepEqual(delegation.resources.map((r) => r.uri), ['https://mandate.example.org/mcp/issues', 'https://mandate.example.org/mcp/notes', 'https://mandate.example.org/api/github']);
+    assert.deepEqual(delegation.resources[0], { uri: 'https://mandate.example.org/mcp/issues', name: 'Issue tracker', scopes: ['issues:read', 'issues:comment'] });
+    const [issues, notes, github] = config.gateway.toolServers;
+    assert.equal(issues?.resource, 'https://mandate.example.org/mcp/issues');
+    assert.deepEqual(issues?.credential, { type: 'obo_token', audience: 'http://127.0.0.1:8421', header: 'authorization', prefix: 'Bearer ' });
+    assert.equal(issues?.timeout, 10_000);
+    assert.equal(notes?.resource, 'https://mandate.example.org/mcp/notes', 'default: the public URL and the path');
+    assert.deepEqual(notes?.command, ['node', 'notes-server.js']);
+    assert.deepEqual(github?.routes, [{ method: 'GET', path: '/repos/{owner}/{repo}/issues', scopes: ['issues:read'] }]);
+    assert.deepEqual(config.gateway.rateLimits.tool, { rate: 5, burst: 10 });
     assert.deepEqual(config.server.listen, { host: '0.0.0.0', port: 8443 });
     assert.equal(config.server.publicUrl, 'https://mandate.example.org');
     assert.equal(config.server.publicUrlFromListen, false);
@@ -426,6 +435,33 @@ describe('parseConfig: each kind of error', () => {
     assert.deepEqual(problems('trust_domain: td\nstore:\n  driver: postgres\n  url: mysql://db/m\n'), [
       'c.yaml:4: store.url: must be a postgres:// or postgresql:// URL',
     ]);
+  });
+
+  it('gateway: cross-field checks name the key and the fix', () => {
+    const head = 'trust_domain: td\nserver: { public_url: "https://m.example" }\ndelegation:\n  scopes: { "a:read": Read a }\n  resources:\n    - { uri: "https://m.example/mcp/a" }\n';
+    const g = (servers: string, extra = '') => problems(`${head}policy: { dir: . }\ngateway:\n${extra}  tool_servers:\n${servers}`);
+    const mcp = (over = '') => {
+      const fields = { name: 'a', path: '/mcp/a', type: 'mcp', url: '"http://127.0.0.1:9/mcp"', ...Object.fromEntries(over.split(/,\s*(?![^[{]*[\]}])/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf(':')).trim(), kv.slice(kv.indexOf(':') + 1).trim()])) };
+      return `    - { ${Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join(', ')} }\n`;
+    };
+    const valid = parseConfig(`${head}policy: { dir: . }\ngateway:\n  tool_servers:\n${mcp('')}`, 'c.yaml', {});
+    assert.equal(valid.gateway.toolServers[0]?.resource, 'https://m.example/mcp/a');
+    assert.deepEqual(valid.gateway.toolServers[0]?.credential, { type: 'none' });
+    assert.deepEqual(g(mcp(', scopes: ["b:write"]')), ['c.yaml:10: gateway.tool_servers[0].scopes[0]: unknown scope "b:write": list it under delegation.scopes']);
+    assert.deepEqual(g(mcp(', path: /mcp/b')), [
+      'c.yaml:10: gateway.tool_servers[0].path: resource https://m.example/mcp/b is not among delegation.resources: list it there so tokens can be minted for it',
+    ]);
+    assert.match(g(mcp('') + mcp(', resource: "https://m.example/mcp/a", path: /mcp/a/x')).join('\n'), /tool_servers\[1\]\.name: "a" is already the name[\s\S]*tool_servers\[1\]\.path: \/mcp\/a\/x overlaps \/mcp\/a/);
+    assert.match(g(mcp(', path: /admin/x, resource: "https://m.example/mcp/a"')).join('\n'), /path: overlaps Mandate's own \/admin/);
+    assert.match(g(mcp(', path: /mcp/../a, resource: "https://m.example/mcp/a"')).join('\n'), /must not contain empty, "\." or "\.\." segments/);
+    assert.match(g('    - { name: a, path: /mcp/a, type: mcp }\n').join('\n'), /url: a tool server of type mcp needs url/);
+    assert.match(g('    - { name: a, path: /mcp/a, type: mcp_stdio, url: "http://127.0.0.1:9" }\n').join('\n'), /type mcp_stdio is started with command/);
+    assert.match(g(mcp(', url: "http://tools.example/mcp"')).join('\n'), /url: /);
+    assert.match(g(mcp(', credential: { type: secret }')).join('\n'), /credential.secret: type secret needs the vault secret's name/);
+    assert.match(g(mcp(', routes: []')).join('\n'), /routes: only for type http/);
+    assert.match(g(mcp(''), '  rate_limits: { store: redis }\n').join('\n'), /rate_limits.store: store redis needs gateway.rate_limits.redis_url or MANDATE_REDIS_URL/);
+    assert.deepEqual(g(mcp(''), '  rate_limits: { store: redis }\n').length, 1);
+    assert.deepEqual(problems(`${head}gateway:\n  tool_servers:\n${mcp('')}`), ['c.yaml:9: gateway.tool_servers: the gateway decides every call with the policy engine: set policy.dir']);
   });
 
   it('delegation: cross-field checks name the key and the fix', () => {

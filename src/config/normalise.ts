@@ -14,6 +14,7 @@ import { parseTrustDomain } from '../identity/spiffe-id/parse.ts';
 import { isLoopbackHost, parseListen, parseUrl, urlHost } from './address.ts';
 import type { Checker } from './checker.ts';
 import { normaliseDelegation } from './normalise-delegation.ts';
+import { normaliseGateway } from './normalise-gateway.ts';
 import { normaliseAttestation, normaliseFederation, normaliseIdentity } from './normalise-identity.ts';
 import type { RawConfig } from './raw.ts';
 import { Secret } from './secret.ts';
@@ -29,6 +30,8 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
   const trustDomain = normaliseTrustDomain(raw.trust_domain, check);
   const dataDir = check.resolvePath(raw.data_dir);
   const server = normaliseServer(raw.server, check);
+  const delegation = normaliseDelegation(raw.delegation, check);
+  const policyDir = raw.policy.dir === undefined ? undefined : check.inputDirectory(['policy', 'dir'], raw.policy.dir);
   return {
     source,
     trustDomain,
@@ -39,8 +42,9 @@ export function normalise(raw: RawConfig, source: string, check: Checker): Manda
     identity: normaliseIdentity(raw.identity, check),
     attestation: normaliseAttestation(raw.attestation, server.listen, check),
     federation: normaliseFederation(raw.federation, trustDomain, check),
-    delegation: normaliseDelegation(raw.delegation, check),
-    policy: { dir: raw.policy.dir === undefined ? undefined : check.inputDirectory(['policy', 'dir'], raw.policy.dir), watch: raw.policy.watch },
+    delegation,
+    policy: { dir: policyDir, watch: raw.policy.watch },
+    gateway: normaliseGateway(raw.gateway, { delegation, policyDir, publicUrl: server.publicUrlFromListen ? undefined : server.publicUrl }, check),
     audit: normaliseAudit(raw.audit, trustDomain, check),
     observability: normaliseObservability(raw.observability, check),
     log: { level: raw.log.level },

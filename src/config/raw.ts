@@ -39,6 +39,7 @@ export interface RawConfig {
   federation: { trust_domains: RawFederatedTrustDomain[] };
   delegation: RawDelegation;
   policy: { dir?: string; watch: boolean };
+  gateway: RawGateway;
   audit: { origin?: string; checkpoint_interval: RawDuration; max_batch: number; redact: string[]; replica?: string };
   observability: {
     metrics: { enabled: boolean };
@@ -105,4 +106,53 @@ export interface RawOAuthClient {
   secret_sha256?: string;
   spiffe_id?: string;
   grant_types: string[];
+}
+
+export interface RawRateLimit { rate: number; burst: number }
+
+export interface RawGateway {
+  listen?: string;
+  tls?: RawTls;
+  mtls?: { listen: string; cert_file: string; key_file: string };
+  limits: {
+    max_body_bytes: number;
+    max_batch: number;
+    max_depth: number;
+    request_timeout: RawDuration;
+    upstream_timeout: RawDuration;
+    max_list_bytes: number;
+  };
+  rate_limits: {
+    store: 'memory' | 'redis';
+    redis_url?: string;
+    max_buckets: number;
+    agent?: RawRateLimit;
+    principal?: RawRateLimit;
+    tool?: RawRateLimit;
+  };
+  txn_token: { enabled: boolean; ttl: RawDuration };
+  tool_servers: RawToolServer[];
+}
+
+export interface RawToolServer {
+  name: string;
+  path: string;
+  type: 'mcp' | 'mcp_stdio' | 'http';
+  url?: string;
+  command?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  resource?: string;
+  scopes?: string[];
+  tool_scopes?: Record<string, string[]>;
+  routes?: Array<{ method: string; path: string; scopes?: string[] }>;
+  credential: {
+    type: 'obo_token' | 'secret' | 'none';
+    audience?: string;
+    secret?: string;
+    owner?: 'principal' | 'server';
+    header?: string;
+    prefix?: string;
+  };
+  timeout?: RawDuration;
 }

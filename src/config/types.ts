@@ -29,6 +29,7 @@ export interface MandateConfig {
   readonly federation: FederationConfig;
   readonly delegation: DelegationConfig;
   readonly policy: PolicyConfig;
+  readonly gateway: GatewayConfig;
   readonly audit: AuditConfig;
   readonly observability: ObservabilityConfig;
   readonly log: { readonly level: LogLevel };
@@ -315,4 +316,73 @@ export interface ObservabilityConfig {
     readonly serviceName: string;
     readonly sampleRatio: number;
   };
+}
+
+export interface RateLimitConfig {
+  /** Tokens added per second. */
+  readonly rate: number;
+  /** Bucket size. */
+  readonly burst: number;
+}
+
+export interface GatewayConfig {
+  /** A separate gateway listener; undefined: tool servers are served on server.listen only. */
+  readonly listen: ListenAddress | undefined;
+  readonly tls: TlsFiles | undefined;
+  /** An HTTPS listener asking for X.509-SVIDs (certificate-bound tokens). */
+  readonly mtls: { readonly listen: ListenAddress; readonly tls: TlsFiles } | undefined;
+  readonly limits: {
+    readonly maxBodyBytes: number;
+    readonly maxBatch: number;
+    readonly maxDepth: number;
+    /** Milliseconds. */
+    readonly requestTimeout: number;
+    /** Milliseconds. */
+    readonly upstreamTimeout: number;
+    readonly maxListBytes: number;
+  };
+  readonly rateLimits: {
+    readonly store: 'memory' | 'redis';
+    readonly redisUrl: Secret<string> | undefined;
+    readonly maxBuckets: number;
+    readonly agent: RateLimitConfig | undefined;
+    readonly principal: RateLimitConfig | undefined;
+    readonly tool: RateLimitConfig | undefined;
+  };
+  readonly txnToken: { readonly enabled: boolean; readonly ttlSeconds: number };
+  readonly toolServers: readonly ToolServerConfig[];
+}
+
+export type UpstreamCredentialConfig =
+  | { readonly type: 'none' }
+  | { readonly type: 'obo_token'; readonly audience: string; readonly header: string; readonly prefix: string }
+  | { readonly type: 'secret'; readonly secret: string; readonly owner: 'principal' | 'server'; readonly header: string; readonly prefix: string };
+
+export interface HttpRouteConfig {
+  readonly method: string;
+  /** Template under the tool server's path, e.g. `/repos/{owner}/{repo}/issues`. */
+  readonly path: string;
+  readonly scopes: readonly string[];
+}
+
+export interface ToolServerConfig {
+  readonly name: string;
+  /** Where the gateway serves it, e.g. `/mcp/issues` (no trailing slash). */
+  readonly path: string;
+  readonly type: 'mcp' | 'mcp_stdio' | 'http';
+  /** mcp: the MCP endpoint; http: the base URL. */
+  readonly url: string | undefined;
+  /** mcp_stdio: program and arguments, environment, working directory. */
+  readonly command: readonly string[] | undefined;
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string | undefined;
+  /** The OAuth resource tokens must be for; undefined: `<issuer><path>`, resolved at start. */
+  readonly resource: string | undefined;
+  /** At least one of these is needed; undefined: the resource's scopes. */
+  readonly scopes: readonly string[] | undefined;
+  readonly toolScopes: Readonly<Record<string, readonly string[]>>;
+  readonly routes: readonly HttpRouteConfig[];
+  readonly credential: UpstreamCredentialConfig;
+  /** Milliseconds. */
+  readonly timeout: number;
 }
