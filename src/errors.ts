@@ -53,6 +53,9 @@ const STATUS = {
   ERR_AMBIGUOUS_ENTRY: 400,
   // policy
   ERR_POLICY_INVALID: 400,
+  // the gateway's upstreams (tool servers); the agent learns which kind of failure, never its details
+  ERR_UPSTREAM: 502,
+  ERR_UPSTREAM_TIMEOUT: 504,
   // agent side: talking to the Mandate server
   ERR_SERVER_UNREACHABLE: 503,
   ERR_SERVER_RESPONSE_INVALID: 502,

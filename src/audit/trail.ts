@@ -17,6 +17,7 @@ import type { AuditConfig } from '../config/types.ts';
 import type { KeyEncryptionKey } from '../identity/keys/kek.ts';
 import type { EventSink, MandateEvent } from '../observability/events.ts';
 import type { Logger } from '../observability/logger.ts';
+import { withSpan } from '../observability/tracing.ts';
 import type { Store } from '../store/store.ts';
 import { argumentsDigest, AUDIT_EVENT_VERSION, redact, type AuditEvent } from './event.ts';
 import { AuditLog, type AuditLogOptions } from './log.ts';
@@ -104,7 +105,7 @@ export class AuditTrail {
       traceId: rest.traceId ?? span?.traceId,
       spanId: rest.spanId ?? span?.spanId,
     };
-    return this.log.append(event);
+    return withSpan('audit append', { 'mandate.audit.type': event.type }, () => this.log.append(event));
   }
 
   /** An event sink that records every MandateEvent; its promise settles when the record is durable. */

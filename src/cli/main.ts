@@ -7,10 +7,12 @@ import { adminApiCommands } from './commands/admin-api.ts';
 import { agentCommand } from './commands/agent.ts';
 import { auditCommands } from './commands/audit.ts';
 import { delegationCommands } from './commands/delegation.ts';
+import { demoCommand } from './commands/demo.ts';
 import { oboCommands } from './commands/obo.ts';
 import { policyCommands } from './commands/policy.ts';
 import { svidCommands } from './commands/svid.ts';
 import { upCommand } from './commands/up.ts';
+import { vaultCommands } from './commands/vault.ts';
 
 const program = new Command('mandate')
   .description('Mandate: identity, delegation, policy, gateway and audit for AI agents that act for people')
@@ -35,8 +37,16 @@ delegationCommands(program);
 oboCommands(program);
 policyCommands(program);
 svidCommands(program);
+vaultCommands(program);
 agentCommand(program);
 auditCommands(program);
+demoCommand(program);
+
+// `mandate audit tail -f | head`: a closed pipe ends the program quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 try {
   await program.parseAsync(process.argv);

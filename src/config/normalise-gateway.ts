@@ -13,6 +13,7 @@ import { Secret } from './secret.ts';
 import type { DelegationConfig, GatewayConfig, HttpRouteConfig, ListenAddress, ToolServerConfig, UpstreamCredentialConfig } from './types.ts';
 
 export const ENV_REDIS_URL = 'MANDATE_REDIS_URL';
+const MAX_TXN_TOKEN_TTL = 300;
 
 /** Paths of Mandate's own APIs and pages: a tool server may not be mounted on or under them. */
 const RESERVED_PATHS = ['/admin', '/oauth', '/v1', '/.well-known', '/healthz', '/readyz', '/metrics', '/account', '/consent', '/signin', '/signout'];
@@ -70,9 +71,16 @@ export function normaliseGateway(raw: RawGateway, ctx: GatewayContext, check: Ch
       principal: raw.rate_limits.principal,
       tool: raw.rate_limits.tool,
     },
-    txnToken: { enabled: raw.txn_token.enabled, ttlSeconds: check.seconds(at('txn_token', 'ttl'), raw.txn_token.ttl) },
+    txnToken: { enabled: raw.txn_token.enabled, ttlSeconds: txnTokenTtl(raw.txn_token.ttl, check) },
     toolServers,
   };
+}
+
+/** A Txn-Token lives for one call chain: at most five minutes, whole seconds. */
+function txnTokenTtl(raw: RawGateway['txn_token']['ttl'], check: Checker): number {
+  const seconds = check.seconds(['gateway', 'txn_token', 'ttl'], raw);
+  if (seconds > MAX_TXN_TOKEN_TTL || !Number.isInteger(seconds)) check.add(['gateway', 'txn_token', 'ttl'], `must be whole seconds, at most ${MAX_TXN_TOKEN_TTL / 60}m`);
+  return seconds;
 }
 
 function checkDistinct(servers: ToolServerConfig[], check: Checker): void {

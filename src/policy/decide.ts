@@ -23,6 +23,7 @@
  * not conform, an engine failure, an evaluation error — takes the full validated path, so denials
  * and their messages are what they always were.
  */
+import { recordCacheLookup } from '../observability/metrics.ts';
 import type { EntityJson } from './cedar.ts';
 import { cedar } from './cedar.ts';
 import { actionKey, sliceReach, type CompiledPolicySet, type ContextReach, type SliceReach } from './policy-set.ts';
@@ -380,6 +381,7 @@ function decideConforming(set: CompiledPolicySet, req: DecisionRequest): Decisio
   if (!cache) caches.set(set, (cache = new Map()));
   const key = JSON.stringify([slice, call.principal, call.resource, call.context, call.entities]);
   const hit = cache.get(key);
+  recordCacheLookup('policy_decision', hit !== undefined);
   if (hit) {
     cache.delete(key);
     cache.set(key, hit);

@@ -11,6 +11,8 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import type { EventSink } from '../observability/events.ts';
+import { recordPolicyDecision, secondsSince } from '../observability/metrics.ts';
+import { withSpan } from '../observability/tracing.ts';
 import { decide, type Decision, type DecisionRequest } from './decide.ts';
 import { compilePolicySet, loadPolicyDirectory, PolicySetError, type CompiledPolicySet } from './policy-set.ts';
 
@@ -52,8 +54,20 @@ export class PolicyEngine {
     return this.#set;
   }
 
+  /** Decides one request against the set in force, in a `policy decide` span, counted and timed. */
   decide(request: DecisionRequest): Decision {
-    return decide(this.#set, request);
+    const { action } = request;
+    return withSpan('policy decide', {
+      'mandate.policy.action': action.kind === 'mcp' ? action.method : `${action.method} ${action.pathTemplate}`,
+      'mandate.policy.server': action.server,
+      ...(action.kind === 'mcp' && action.tool !== undefined && { 'mandate.policy.tool': action.tool.name }),
+    }, (span) => {
+      const started = performance.now();
+      const decision = decide(this.#set, request);
+      recordPolicyDecision(decision.decision, secondsSince(started));
+      span.setAttributes({ 'mandate.policy.decision': decision.decision, 'mandate.policy.set_version': decision.policySetVersion });
+      return decision;
+    });
   }
 
   /** Compiles the directory again; on success the new set replaces the old one, else the old one stays. */

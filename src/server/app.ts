@@ -3,7 +3,7 @@
  * serves the HTTP(S) API, runs rotation and federation in the background, and shuts down in order.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -24,6 +24,12 @@ import { importCa, type ImportedCa } from '../identity/ca/import.ts';
 import { FederationManager } from '../identity/federation/poller.ts';
 import { KeyEncryptionKey } from '../identity/keys/kek.ts';
 import { logEventSink, teeEventSink, type EventSink } from '../observability/events.ts';
+import { recordAuditCommit } from '../observability/metrics.ts';
+import { startTracing } from '../observability/tracing.ts';
+import { Gateway } from '../gateway/gateway.ts';
+import { principalSecretNames, Vault } from '../gateway/vault.ts';
+import { startGatewayListeners } from '../gateway/listeners.ts';
+import { rateLimiter, upstreamCredentials } from '../gateway/wiring.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import type { Logger } from '../observability/logger.ts';
 import { openStore } from '../store/open.ts';
@@ -34,6 +40,7 @@ import { Router } from './http/router.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { consentRoutes } from './routes/consent.ts';
 import { identityRoutes } from './routes/identity.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { oauthRoutes } from './routes/oauth.ts';
 
 export interface StartOptions {
@@ -60,6 +67,12 @@ export interface RunningMandate {
   store: Store;
   federation: FederationManager;
   delegation: DelegationAuthority;
+  /** Secrets the gateway injects upstream, sealed with the KEK. */
+  vault: Vault;
+  /** The gateway, when tool servers are configured. */
+  gateway: Gateway | undefined;
+  /** Base URLs of the gateway's own listeners, when configured (tool servers are also on `url`). */
+  gatewayUrls: { url?: string; mtlsUrl?: string };
   /** The policy engine, when `policy.dir` is configured. */
   policy: PolicyEngine | undefined;
   /** The delegation authority's issuer identifier (the public URL). */
@@ -156,8 +169,11 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     : await openStore({ driver: 'sqlite', path: isAbsolute(config.store.path) ? config.store.path : join(dataDir, config.store.path) });
   const closers: Array<() => Promise<void> | void> = [() => store.close()];
   try {
+    // Spans exist from here on (trace ids in logs and audit events); exported last thing at close.
+    const tracing = await startTracing(config.observability.traces, { replica: config.audit.replica, logger });
+    closers.unshift(() => tracing.shutdown());
     // Every component writes its record through the audit trail (and the structured log).
-    const audit = await AuditTrail.start({ store, kek, config: config.audit, logger: logger.child({ component: 'audit' }) });
+    const audit = await AuditTrail.start({ store, kek, config: config.audit, logger: logger.child({ component: 'audit' }), onCommit: recordAuditCommit });
     closers.push(() => audit.close());
     const events = teeEventSink(logEventSink(logger.child({ component: 'events' })), audit.sink(), ...(opts.events ? [opts.events] : []));
     const adminToken = await ensureAdminToken(store);
@@ -212,6 +228,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
         sendJson(ctx.res, 200, { status: 'ready', trust_domain: config.trustDomain });
       });
     identityRoutes(router, authority);
+    metricsRoutes(router, { enabled: config.observability.metrics.enabled });
 
     const { host, port } = opts.listen ?? config.server.listen;
     const tls = config.server.tls;
@@ -219,9 +236,15 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
       throw new MandateError('ERR_CONFIG_INVALID', `server.listen ${host} is not a loopback address: configure server.tls, or set server.allow_non_loopback_http behind a TLS-terminating proxy`);
     }
     const serverOptions = { requestTimeout: config.server.requestTimeout, headersTimeout: Math.min(config.server.requestTimeout, 10_000), keepAliveTimeout: 5000, maxHeaderSize: 16 * 1024 };
+    // The gateway (built once the authority and policy exist) serves tool-server paths first.
+    let gateway: Gateway | undefined;
+    let gatewayUrls: { url?: string; mtlsUrl?: string } = {};
+    const front = (req: IncomingMessage, res: ServerResponse) => {
+      if (!gateway?.handle(req, res)) void router.handle(req, res);
+    };
     const server: Server = tls
-      ? createHttpsServer({ ...serverOptions, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, router.handle)
-      : createHttpServer(serverOptions, router.handle);
+      ? createHttpsServer({ ...serverOptions, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, front)
+      : createHttpServer(serverOptions, front);
     answerClientErrors(server);
     await listen(server, port, host);
     closers.push(() => closeServer(server));
@@ -245,9 +268,27 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
       closers.push(() => policy.close());
       logger.info({ dir: config.policy.dir, policySetVersion: policy.current.version, policies: policy.current.policies.size }, 'policy set loaded');
     }
-    adminRoutes(router, { store, authority, keys, federation, events, delegation, policy, audit });
+    const vault = new Vault({ store, kek, events });
+    if (config.gateway.toolServers.length > 0) {
+      if (!policy) throw new MandateError('ERR_CONFIG_INVALID', 'the gateway decides every call with the policy engine: set policy.dir');
+      gateway = new Gateway({
+        config: config.gateway, issuer, publicUrl: issuer, verifier: delegation.verifier, policy, audit, store,
+        limiter: rateLimiter(config.gateway, closers),
+        credentials: upstreamCredentials({ issuer, trustDomain: config.trustDomain, keys: delegation.keys, vault, txnToken: config.gateway.txnToken }),
+        resourceScopes: (uri) => config.delegation.resources.find((r) => r.uri === uri)?.scopes,
+        bundles: () => authority.bundles(),
+        logger: logger.child({ component: 'gateway' }),
+      });
+      const mounted = gateway;
+      closers.push(() => mounted.close());
+      await gateway.start();
+      const listeners = await startGatewayListeners(gateway, config.gateway, serverOptions);
+      for (const l of [listeners.plain, listeners.mtls]) if (l) closers.push(() => l.close());
+      gatewayUrls = { url: listeners.plain?.url, mtlsUrl: listeners.mtls?.url };
+    }
+    adminRoutes(router, { store, authority, keys, federation, events, delegation, policy, audit, vault });
     oauthRoutes(router, delegation, { baseUrl: issuer, mtls: false });
-    consentRoutes(router, delegation);
+    consentRoutes(router, delegation, { vault, names: principalSecretNames(config.gateway.toolServers) });
     if (mtls) oauthRoutes(mtls.router, delegation, { baseUrl: mtls.url, mtls: true });
 
     const rotation = setInterval(() => {
@@ -266,7 +307,7 @@ export async function startMandate(opts: StartOptions): Promise<RunningMandate> 
     })());
 
     logger.info({ url, issuer, mtlsUrl, trustDomain: config.trustDomain, store: store.kind }, 'mandate is up');
-    return { url, mtlsUrl, issuer, adminToken, authority, keys, audit, store, federation, delegation, policy, kekCreated, close };
+    return { url, mtlsUrl, issuer, adminToken, authority, keys, audit, store, federation, delegation, policy, gateway, gatewayUrls, vault, kekCreated, close };
   } catch (err) {
     for (const closer of closers.reverse()) await closer();
     throw err;

@@ -5,6 +5,7 @@ import { isMandateError } from '../errors.ts';
 import type {
   AdminTokenRecord,
   AuditCheckpointRecord,
+  AuditQuery,
   AuditRecord,
   EphemeralRecord,
   FederatedBundleRecord,
@@ -17,6 +18,8 @@ import type {
   SigningKeyRecord,
   Store,
   UserRecord,
+  VaultOwner,
+  VaultSecretRecord,
 } from './store.ts';
 
 /**
@@ -1332,6 +1335,177 @@ export function storeSuite<S extends Store>(
           await again.close();
         }
       });
+
+      it('answers every filter exactly over a long log appended in many batches, oldest first', async () => {
+        // 18,000 records: the SQLite store writes the search entries of agent, principal subject,
+        // mandate and trace id after the commits, 8,192 records at a time, in buckets of 16,384; so
+        // the answers here join indexed records, records not indexed yet, and buckets.
+        const t = hex(6);
+        const start = Date.UTC(2032, 0, 1);
+        const mk = (i: number): Partial<AuditRecord> => ({
+          agent: `spiffe://example.org/agent/${t}-${i % 5}`,
+          principalIssuer: `https://idp-${t}-${i % 2}.example`,
+          principalSubject: `sub-${t}-${i % 7}`,
+          mandateId: `m-${t}-${i % 11}`,
+          tool: `tool-${t}-${i % 3}`,
+          decision: i % 4 === 0 ? 'deny' : 'allow',
+          traceId: `trace-${t}-${i % 4001}`,
+          time: new Date(start + i),
+        });
+        const records: AuditRecord[] = [];
+        for (let b = 0; b < 12; b++) {
+          records.push(...(await appendFresh(1500, (i) => mk(b * 1500 + i))));
+          await new Promise((resolve) => setImmediate(resolve)); // a turn for work scheduled after the append
+        }
+        const r = records[1234] as AuditRecord;
+        const ids = (rs: AuditRecord[]): number[] => rs.map((x) => x.index);
+        const expect = (pred: (x: AuditRecord) => boolean): number[] => ids(records.filter(pred));
+        const from = new Date(start + 5000);
+        const to = new Date(start + 16000);
+        const cases: [string, AuditQuery, (x: AuditRecord) => boolean][] = [
+          ['agent', { agent: r.agent ?? '' }, (x) => x.agent === r.agent],
+          ['principal', { principalIssuer: r.principalIssuer ?? '', principalSubject: r.principalSubject ?? '' },
+            (x) => x.principalIssuer === r.principalIssuer && x.principalSubject === r.principalSubject],
+          ['principal subject', { principalSubject: r.principalSubject ?? '' }, (x) => x.principalSubject === r.principalSubject],
+          ['mandate', { mandateId: r.mandateId ?? '' }, (x) => x.mandateId === r.mandateId],
+          ['trace id', { traceId: r.traceId ?? '' }, (x) => x.traceId === r.traceId],
+          ['agent and tool', { agent: r.agent ?? '', tool: r.tool ?? '' }, (x) => x.agent === r.agent && x.tool === r.tool],
+          ['mandate and decision', { mandateId: r.mandateId ?? '', decision: 'deny' }, (x) => x.mandateId === r.mandateId && x.decision === 'deny'],
+          ['subject in a time range', { principalSubject: r.principalSubject ?? '', from, to },
+            (x) => x.principalSubject === r.principalSubject && x.time >= from && x.time < to],
+        ];
+        for (const [i, [label, query, pred]] of cases.entries()) {
+          const want = expect(pred);
+          assert.ok(want.length >= 4, label);
+          assert.deepEqual(ids(await either(i).queryAuditRecords(query)), want, label);
+          const after = want[1] as number;
+          assert.deepEqual(ids(await either(i + 1).queryAuditRecords({ ...query, afterIndex: after, limit: 2 })), want.slice(2, 4), `${label}, a page`);
+        }
+        // Paging visits every record of an agent once, in order, from anywhere in the log.
+        const agent = r.agent ?? '';
+        const paged: number[] = [];
+        for (let after = (records[700] as AuditRecord).index; ; ) {
+          const page = await store.queryAuditRecords({ agent, afterIndex: after, limit: 500 });
+          if (page.length === 0) break;
+          paged.push(...ids(page));
+          after = page.at(-1)?.index ?? Infinity;
+        }
+        assert.deepEqual(paged, expect((x) => x.agent === agent && x.index > (records[700] as AuditRecord).index));
+        assert.deepEqual(await store.queryAuditRecords({ traceId: `trace-${t}-none` }), []);
+        assert.deepEqual(plain(await store.queryAuditRecords({ traceId: r.traceId ?? '', limit: 1 })), plain([records[1234 % 4001] as AuditRecord]));
+      });
+
+      it('answers the same through a store opened after records were appended, and through the first after it', async () => {
+        const t = hex(6);
+        const mk = (i: number): Partial<AuditRecord> => ({ agent: `spiffe://example.org/agent/${t}-${i % 2}`, traceId: `trace-${t}-${i % 3}` });
+        const before = await appendFresh(300, mk);
+        const later = await open();
+        try {
+          const afterOpen = await appendFresh(30, (i) => mk(i + 1));
+          const all = [...before, ...afterOpen];
+          for (const [name, s] of [['the later store', later], ['the first store', store]] as const) {
+            for (const query of [{ agent: `spiffe://example.org/agent/${t}-1` }, { traceId: `trace-${t}-2` }]) {
+              const want = all.filter((x) => x.agent === query.agent || x.traceId === query.traceId);
+              assert.deepEqual(plain(await s.queryAuditRecords(query)), plain(want), `${name}: ${JSON.stringify(query)}`);
+            }
+          }
+        } finally {
+          await later.close();
+        }
+      });
+    });
+
+    describe('vault secrets', () => {
+      it('round-trips a server\'s and a principal\'s secret; an unknown one is null', async () => {
+        const server = vaultSecret({ owner: { kind: 'server', server: `tracker-${hex(4)}` } });
+        const principal = vaultSecret();
+        assert.deepEqual(await store.putVaultSecret(server), infoOf(server));
+        assert.deepEqual(await store.putVaultSecret(principal), infoOf(principal));
+        assert.deepEqual(await store.getVaultSecret(server.owner, server.name), server);
+        assert.deepEqual(await second.getVaultSecret(principal.owner, principal.name), principal);
+        assert.equal(await store.getVaultSecret(server.owner, 'missing'), null);
+        assert.equal(await store.getVaultSecret({ kind: 'server', server: `none-${hex(4)}` }, server.name), null);
+      });
+
+      it('replaces a value in place, keeping createdAt', async () => {
+        const first = vaultSecret();
+        await store.putVaultSecret(first);
+        const replaced = { ...first, valueEnc: `v1.${hex(24)}`, fingerprint: hex(4), createdAt: at(50), updatedAt: at(60) };
+        assert.deepEqual(await second.putVaultSecret(replaced), { ...infoOf(replaced), createdAt: first.createdAt });
+        assert.deepEqual(await store.getVaultSecret(first.owner, first.name), { ...replaced, createdAt: first.createdAt });
+        assert.equal((await store.listVaultSecrets({ owner: first.owner })).length, 1);
+      });
+
+      it('keeps owners apart: a server, a principal with the same subject, and one at another issuer', async () => {
+        const id = `shared-${hex(4)}`;
+        const owners: VaultOwner[] = [
+          { kind: 'server', server: id },
+          { kind: 'principal', issuer: 'https://mandate.example', subject: id },
+          { kind: 'principal', issuer: 'https://login.example.com', subject: id },
+        ];
+        const secrets = owners.map((owner) => vaultSecret({ owner, name: 'api_token' }));
+        for (const s of secrets) await store.putVaultSecret(s);
+        for (const s of secrets) assert.deepEqual(await store.getVaultSecret(s.owner, 'api_token'), s);
+        assert.equal(await store.deleteVaultSecret(owners[1] as VaultOwner, 'api_token'), true);
+        assert.equal(await store.getVaultSecret(owners[1] as VaultOwner, 'api_token'), null);
+        assert.deepEqual(await store.getVaultSecret(owners[0] as VaultOwner, 'api_token'), secrets[0]);
+        assert.deepEqual(await store.getVaultSecret(owners[2] as VaultOwner, 'api_token'), secrets[2]);
+      });
+
+      it('lists one owner\'s, one kind\'s or all secrets, sorted, without the sealed values', async () => {
+        const tag = hex(4);
+        const alice: VaultOwner = { kind: 'principal', issuer: `https://idp-${tag}.example`, subject: 'alice' };
+        const server: VaultOwner = { kind: 'server', server: `srv-${tag}` };
+        const made = [
+          vaultSecret({ owner: alice, name: 'z_token' }),
+          vaultSecret({ owner: server, name: 'key' }),
+          vaultSecret({ owner: alice, name: 'a_token' }),
+        ];
+        for (const s of made) await store.putVaultSecret(s);
+        const mine = (list: Array<{ owner: VaultOwner }>) =>
+          list.filter((s) => (s.owner.kind === 'server' ? s.owner.server === `srv-${tag}` : s.owner.issuer === alice.issuer));
+        const expected = [infoOf(made[2] as VaultSecretRecord), infoOf(made[0] as VaultSecretRecord)];
+        assert.deepEqual(await store.listVaultSecrets({ owner: alice }), expected);
+        assert.deepEqual(mine(await store.listVaultSecrets({ kind: 'principal' })), expected);
+        assert.deepEqual(mine(await store.listVaultSecrets({ kind: 'server' })), [infoOf(made[1] as VaultSecretRecord)]);
+        const all = mine(await second.listVaultSecrets({}));
+        assert.deepEqual(all, [...expected, infoOf(made[1] as VaultSecretRecord)], 'principals sort before servers');
+        for (const s of all) assert.equal('valueEnc' in s, false);
+      });
+
+      it('deletes a secret, reporting whether it existed', async () => {
+        const s = vaultSecret();
+        await store.putVaultSecret(s);
+        assert.equal(await second.deleteVaultSecret(s.owner, s.name), true);
+        assert.equal(await store.deleteVaultSecret(s.owner, s.name), false);
+        assert.equal(await store.getVaultSecret(s.owner, s.name), null);
+      });
+
+      it('stores concurrent writes of one secret as one row holding one of them', async () => {
+        const base = vaultSecret();
+        const writes = Array.from({ length: 8 }, (_, i) => ({ ...base, valueEnc: `v1.${i}`, fingerprint: `f${i}` }));
+        await Promise.all(writes.map((w, i) => either(i).putVaultSecret(w)));
+        const stored = await store.getVaultSecret(base.owner, base.name);
+        assert.ok(stored && writes.some((w) => w.valueEnc === stored.valueEnc && w.fingerprint === stored.fingerprint));
+        assert.equal((await store.listVaultSecrets({ owner: base.owner })).length, 1);
+      });
+
+      it('refuses a malformed owner with ERR_INTERNAL', async () => {
+        await assert.rejects(store.putVaultSecret(vaultSecret({ owner: { kind: 'server', server: '' } })), code('ERR_INTERNAL'));
+        await assert.rejects(store.getVaultSecret({ kind: 'principal', issuer: '', subject: 'alice' }, 'x'), code('ERR_INTERNAL'));
+        await assert.rejects(store.listVaultSecrets({ kind: 'robot' as VaultOwner['kind'] }), code('ERR_INTERNAL'));
+      });
+
+      it('keeps secrets across a reopen', async () => {
+        const s = vaultSecret();
+        await store.putVaultSecret(s);
+        const again = await open();
+        try {
+          assert.deepEqual(await again.getVaultSecret(s.owner, s.name), s);
+        } finally {
+          await again.close();
+        }
+      });
     });
 
     describe('JSON values', () => {
@@ -1704,6 +1878,24 @@ function auditCheckpoint(over: Partial<AuditCheckpointRecord> = {}): AuditCheckp
     createdAt: at(size % 1000),
     ...over,
   };
+}
+
+function vaultSecret(over: Partial<VaultSecretRecord> = {}): VaultSecretRecord {
+  return {
+    owner: { kind: 'principal', issuer: 'https://mandate.example', subject: randomUUID() },
+    name: `token_${hex(4)}`,
+    valueEnc: `v1.${hex(12)}.${hex(24)}.${hex(16)}`,
+    fingerprint: hex(4),
+    createdAt: at(0),
+    updatedAt: at(1),
+    ...over,
+  };
+}
+
+/** What listings and puts return for a secret: everything but the sealed value. */
+function infoOf(s: VaultSecretRecord): Omit<VaultSecretRecord, 'valueEnc'> {
+  const { valueEnc: _sealed, ...info } = s;
+  return info;
 }
 
 function hexOf(bytes: Uint8Array): string {

@@ -243,6 +243,36 @@ export interface AuditCheckpointRecord {
   createdAt: Date;
 }
 
+/**
+ * Whose a vault secret is: a tool server's (one for every caller) or a principal's own. A principal is
+ * named by identity provider and subject, as everywhere else.
+ */
+export type VaultOwner =
+  | { kind: 'server'; server: string }
+  | { kind: 'principal'; issuer: string; subject: string };
+
+/** What may be shown of a vault secret: never the value. */
+export interface VaultSecretInfo {
+  owner: VaultOwner;
+  name: string;
+  /** A short keyed digest of the value (changes when the value does; reveals nothing of it). */
+  fingerprint: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** A vault secret as stored: the value sealed with the KEK, bound to its owner and name. */
+export interface VaultSecretRecord extends VaultSecretInfo {
+  /** Encrypted value envelope (opaque to the store). */
+  valueEnc: string;
+}
+
+/** Which vault secrets to list: one owner's, those of one kind of owner, or all (`{}`). */
+export type VaultSecretFilter =
+  | { owner: VaultOwner }
+  | { kind: VaultOwner['kind'] }
+  | Record<string, never>;
+
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
 
@@ -370,6 +400,18 @@ export interface Store {
   getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | null>;
   /** Checkpoints with fromSize <= size <= toSize, by size. */
   listAuditCheckpoints(fromSize: number, toSize: number): Promise<AuditCheckpointRecord[]>;
+
+  // vault secrets
+  /**
+   * Inserts or replaces the secret of that owner and name; a replaced secret keeps its createdAt.
+   * Returns what is now stored (without the value).
+   */
+  putVaultSecret(secret: VaultSecretRecord): Promise<VaultSecretInfo>;
+  getVaultSecret(owner: VaultOwner, name: string): Promise<VaultSecretRecord | null>;
+  /** Sorted by owner kind, issuer, owner and name. */
+  listVaultSecrets(filter: VaultSecretFilter): Promise<VaultSecretInfo[]>;
+  /** Returns false when no such secret existed. */
+  deleteVaultSecret(owner: VaultOwner, name: string): Promise<boolean>;
 
   /** Schema version after migrations (the highest applied migration number). */
   schemaVersion(): Promise<number>;

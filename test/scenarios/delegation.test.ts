@@ -4,10 +4,11 @@
  * exchanges the mandate (plus its JWT-SVID, or its X.509-SVID over mutual TLS) for a sender-bound
  * On-Behalf-Of token; sub-agents narrow it; resource servers verify and introspect it; revoking the
  * mandate kills every token at once; an external OAuth client library speaks to the same endpoints;
- * token-signing keys rotate without breaking issued tokens; and no token reaches the log.
+ * token-signing keys rotate without breaking issued tokens; and no token reaches the log, whose
+ * lines carry the trace id of the request they were written for.
  */
 import assert from 'node:assert/strict';
-import { createHash, type X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -646,6 +647,36 @@ describe('delegation authority', () => {
   });
 
   describe('events and logs', () => {
+    it('writes the trace id of a request on the lines logged while serving it', async () => {
+      const traceId = randomBytes(16).toString('hex');
+      const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+      const granted = await m.call('POST', '/admin/v1/mandates', {
+        body: JSON.stringify({ username: 'alice', agent: AGENT, scopes: ['issues:read'], resources: [ISSUES] }),
+        headers: { authorization: `Bearer ${m.adminToken}`, 'content-type': 'application/json', traceparent },
+      });
+      assert.equal(granted.status, 201, JSON.stringify(granted.body));
+      const url = `${m.url}/oauth/token`;
+      const signer = await DpopSigner.generate();
+      const proof = await signer.proof('POST', url);
+      secrets.push(proof);
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proof, traceparent },
+        body: new URLSearchParams(mandateExchange(granted.body.id, await actorToken(agent), { resource: ISSUES }) as Record<string, string>).toString(),
+      });
+      const body = await res.json() as { access_token: string };
+      assert.equal(res.status, 200, JSON.stringify(body));
+      secrets.push(body.access_token);
+
+      const lines = m.logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { trace_id?: string; span_id?: string; event?: { type?: string; mandateId?: string } });
+      const traced = lines.filter((l) => l.trace_id === traceId);
+      assert.deepEqual(traced.map((l) => l.event?.type).filter((t) => t === 'mandate.granted' || t === 'token.exchanged').sort(), ['mandate.granted', 'token.exchanged']);
+      assert.ok(traced.every((l) => /^[0-9a-f]{16}$/.test(l.span_id ?? '')), 'with the span id');
+      const exchanged = lines.filter((l) => l.event?.type === 'token.exchanged');
+      assert.ok(exchanged.length > 1 && exchanged.filter((l) => l.trace_id === traceId).length === 1, 'other requests\' lines carry their own trace ids');
+      assert.ok(exchanged.every((l) => /^[0-9a-f]{32}$/.test(l.trace_id ?? '')), 'every request is traced, with or without a caller\'s traceparent');
+    });
+
     it('records every exchange with mandate, chain and principal, and never a token', () => {
       const exchanged = m.events.events.filter((e) => e.type === 'token.exchanged');
       assert.ok(exchanged.length >= 10, `only ${exchanged.length} token.exchanged events`);

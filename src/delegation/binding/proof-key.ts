@@ -10,6 +10,7 @@
  */
 import { constants, createHash, createPublicKey, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import type { JWK } from 'jose';
+import { recordCacheLookup } from '../../observability/metrics.ts';
 
 export class ProofKeyError extends Error {}
 
@@ -36,6 +37,7 @@ export function proofKey(jwk: JWK): { key: KeyObject; jkt: string } {
   }
   const canonical = JSON.stringify(required, members as string[]);
   const hit = cache.get(canonical);
+  recordCacheLookup('dpop_key', hit !== undefined);
   if (hit) return hit;
   let key: KeyObject;
   try {

@@ -29,6 +29,8 @@ import { request, type Dispatcher } from 'undici';
 import { isLoopbackHost } from '../../config/address.ts';
 import type { DelegationConfig } from '../../config/types.ts';
 import { isMandateError, messageOf } from '../../errors.ts';
+import { recordCacheLookup } from '../../observability/metrics.ts';
+import { clientSpanAttributes, injectTraceContext, SpanKind, withSpan } from '../../observability/tracing.ts';
 import { isOAuthError, OAuthError } from '../oauth/errors.ts';
 import type { OAuthClient } from './client.ts';
 import { isJsonObject, parseClientMetadata, type MetadataRules } from './client-metadata.ts';
@@ -167,9 +169,11 @@ export class MetadataDocumentClients {
       this.#cache.delete(clientId);
       if (cached.expiresAt > this.#now()) {
         this.#cache.set(clientId, cached); // most recently used last
+        recordCacheLookup('client_metadata', true);
         return Promise.resolve(cached.client);
       }
     }
+    recordCacheLookup('client_metadata', false);
     const pending = this.#inFlight.get(clientId);
     if (pending !== undefined) return pending;
     const fetching = this.#load(clientId).finally(() => this.#inFlight.delete(clientId));
@@ -185,7 +189,7 @@ export class MetadataDocumentClients {
   async #load(clientId: string): Promise<OAuthClient> {
     const why = checkClientIdUrl(clientId, this.#config.allowPrivateAddresses);
     if (why !== undefined) throw invalid(clientId, `the client_id ${why}`);
-    const { doc, ttl } = await this.#fetch(clientId);
+    const { doc, ttl } = await withSpan('client metadata fetch', clientSpanAttributes('GET', new URL(clientId)), () => this.#fetch(clientId), { kind: SpanKind.CLIENT });
     const client = this.#accept(clientId, doc);
     if (ttl > 0) {
       while (this.#cache.size >= this.#maxEntries) this.#cache.delete(this.#cache.keys().next().value!);
@@ -207,7 +211,7 @@ export class MetadataDocumentClients {
         method: 'GET',
         dispatcher: this.#agent,
         signal: controller.signal,
-        headers: { accept: 'application/json' },
+        headers: injectTraceContext({ accept: 'application/json' }),
       });
       if (REDIRECT.has(res.statusCode)) {
         discard(res.body);

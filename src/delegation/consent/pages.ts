@@ -1,5 +1,5 @@
 /**
- * The HTML a principal sees: sign-in, consent, their mandates, and errors. Plain server-rendered
+ * The HTML a principal sees: sign-in, consent, their mandates, their vault secrets, and errors. Plain server-rendered
  * pages with no script; every value is escaped. Security headers (CSP with `frame-ancestors 'none'`,
  * no referrer, no caching) are set by the routes.
  */
@@ -72,6 +72,35 @@ ${live ? `<form class="inline" method="post" action="/account/mandates/${encodeU
   return page('Your mandates', `<h1>Your mandates</h1><p>Signed in as <strong>${escapeHtml(opts.principalName)}</strong>.</p>
 ${rows ? `<ul id="mandates">${rows}</ul>` : '<p id="mandates">You have granted no mandates.</p>'}
 <form method="post" action="/signout">${hidden({ csrf: opts.csrf })}<button type="submit">Sign out</button></form>`);
+}
+
+/** One secret a principal may keep, and whether it is set (never its value). */
+export interface SecretView {
+  name: string;
+  /** The tool servers that send it upstream. */
+  servers: string[];
+  set?: { fingerprint: string; updatedAt: Date };
+}
+
+/**
+ * The principal's vault secrets for the tool servers that take one: each one's state and a form to
+ * set or replace it (a password field: the value is never shown again) and to delete it.
+ */
+export function secretsPage(opts: { principalName: string; csrf: string; secrets: SecretView[] }): string {
+  const rows = opts.secrets.map((s) => {
+    const action = `/account/secrets/${encodeURIComponent(s.name)}`;
+    const state = s.set
+      ? `set, fingerprint <code>${escapeHtml(s.set.fingerprint)}</code>, updated ${escapeHtml(s.set.updatedAt.toISOString())}`
+      : 'not set';
+    return `<li data-secret="${escapeHtml(s.name)}"><strong>${escapeHtml(s.name)}</strong> <span class="muted">for ${s.servers.map((n) => `<code>${escapeHtml(n)}</code>`).join(', ')} (${state})</span>
+<form method="post" action="${escapeHtml(action)}">${hidden({ csrf: opts.csrf })}<label>New value <input name="value" type="password" autocomplete="off" maxlength="16384" required></label>
+<button type="submit">${s.set ? 'Replace' : 'Save'}</button></form>
+${s.set ? `<form class="inline" method="post" action="${escapeHtml(`${action}/delete`)}">${hidden({ csrf: opts.csrf })}<button type="submit">Delete</button></form>` : ''}</li>`;
+  }).join('');
+  return page('Your secrets', `<h1>Your secrets</h1><p>Signed in as <strong>${escapeHtml(opts.principalName)}</strong>.
+Mandate sends these to the tool servers named when your agents call them; agents never see them, and neither can you once saved.</p>
+${rows ? `<ul id="secrets">${rows}</ul>` : '<p id="secrets">No tool server here takes a secret of yours.</p>'}
+<p><a href="/account/mandates">Your mandates</a></p>`);
 }
 
 export function errorPage(title: string, message: string): string {

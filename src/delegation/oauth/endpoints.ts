@@ -7,6 +7,8 @@
  * `error_description`, and the event stream records grants and refusals (never a token).
  */
 import { isMandateError } from '../../errors.ts';
+import { recordTokenExchange, secondsSince } from '../../observability/metrics.ts';
+import { withSpan } from '../../observability/tracing.ts';
 import type { RequestContext } from '../../server/http/context.ts';
 import { sendJson } from '../../server/http/context.ts';
 import { TOKEN_ALGORITHMS } from '../tokens/verify.ts';
@@ -42,16 +44,44 @@ async function oauthReply(ctx: RequestContext, work: () => Promise<void>, onErro
   try {
     await work();
   } catch (caught) {
-    let err = caught;
-    if (isMandateError(err) && (err.code === 'ERR_BODY_TOO_LARGE' || err.code === 'ERR_BAD_REQUEST' || err.code === 'ERR_UNSUPPORTED_MEDIA_TYPE')) {
-      err = new OAuthError('invalid_request', err.message, { status: err.status, ...(err.code === 'ERR_BODY_TOO_LARGE' && { headers: { connection: 'close' } }) });
-    } else if (isMandateError(err, 'ERR_STORE')) {
-      err = new OAuthError('temporarily_unavailable', 'the authorization server cannot reach its store; try again shortly');
-    }
+    const err = asOAuthError(caught);
     if (!isOAuthError(err)) throw err;
     onError?.(err);
     sendOAuthError(ctx, err);
   }
+}
+
+/** The OAuth error a failure is answered with; anything else is returned as it is. */
+function asOAuthError(err: unknown): unknown {
+  if (isMandateError(err) && (err.code === 'ERR_BODY_TOO_LARGE' || err.code === 'ERR_BAD_REQUEST' || err.code === 'ERR_UNSUPPORTED_MEDIA_TYPE')) {
+    return new OAuthError('invalid_request', err.message, { status: err.status, ...(err.code === 'ERR_BODY_TOO_LARGE' && { headers: { connection: 'close' } }) });
+  }
+  if (isMandateError(err, 'ERR_STORE')) return new OAuthError('temporarily_unavailable', 'the authorization server cannot reach its store; try again shortly');
+  return err;
+}
+
+/**
+ * Runs one token request in a span (`token exchange` for RFC 8693, else `token request`) that records
+ * grant type, outcome and OAuth error code, never a token; token exchanges are also counted and timed.
+ */
+function instrumentedGrant<T>(grantType: string | undefined, work: () => Promise<T>): Promise<T> {
+  const exchange = grantType === GRANT.tokenExchange;
+  const known = (Object.values(GRANT) as Array<string | undefined>).includes(grantType);
+  return withSpan(exchange ? 'token exchange' : 'token request', { 'oauth.grant_type': known ? (grantType as string) : 'unsupported' }, async (span) => {
+    const started = performance.now();
+    try {
+      const result = await work();
+      span.setAttribute('mandate.outcome', 'success');
+      if (exchange) recordTokenExchange(undefined, secondsSince(started));
+      return result;
+    } catch (caught) {
+      const err = asOAuthError(caught);
+      const code = isOAuthError(err) ? err.error : 'server_error';
+      span.setAttributes({ 'mandate.outcome': 'failure', 'oauth.error': code });
+      if (exchange) recordTokenExchange(code, secondsSince(started));
+      throw err;
+    }
+  });
 }
 
 function clientAuthDeps(o: OAuthContext) {
@@ -68,32 +98,33 @@ export interface Listener {
 
 async function readRequest(o: OAuthContext, ctx: RequestContext, listener: Listener): Promise<{ params: OAuthParams; client: AuthenticatedClient }> {
   const params = parseForm(ctx.req, await ctx.body());
-  const chain = listener.mtls ? peerCertificateChain(ctx.req) : [];
-  const client = await authenticateClient(ctx.req, params, chain, clientAuthDeps(o));
-  return { params, client };
+  return { params, client: await authenticate(o, ctx, listener, params) };
+}
+
+function authenticate(o: OAuthContext, ctx: RequestContext, listener: Listener, params: OAuthParams): Promise<AuthenticatedClient> {
+  return authenticateClient(ctx.req, params, listener.mtls ? peerCertificateChain(ctx.req) : [], clientAuthDeps(o));
 }
 
 export function tokenEndpoint(o: OAuthContext, listener: Listener) {
   const url = `${listener.baseUrl}${OAUTH_PATHS.token}`;
   return (ctx: RequestContext) => oauthReply(ctx, async () => {
-    const { params, client } = await readRequest(o, ctx, listener);
-    const grantType = params.require('grant_type');
-    const request: GrantRequest = { req: ctx.req, endpointUrl: url, client, params, certificate: client.certificate, sourceAddress: ctx.sourceAddress };
-    let response;
-    switch (grantType) {
-      case GRANT.tokenExchange:
-        response = await tokenExchange(o, request);
-        break;
-      case GRANT.authorizationCode:
-        if (!client.client.grantTypes.includes(GRANT.authorizationCode)) throw new OAuthError('unauthorized_client', `client ${client.client.clientId} may not use the authorization code grant`);
-        response = await authorizationCodeGrant(o, request);
-        break;
-      case GRANT.refreshToken:
-        response = await refreshTokenGrant(o, request);
-        break;
-      default:
-        throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported (supported: ${Object.values(GRANT).join(', ')})`);
-    }
+    const params = parseForm(ctx.req, await ctx.body());
+    const response = await instrumentedGrant(params.get('grant_type'), async () => {
+      const client = await authenticate(o, ctx, listener, params);
+      const grantType = params.require('grant_type');
+      const request: GrantRequest = { req: ctx.req, endpointUrl: url, client, params, certificate: client.certificate, sourceAddress: ctx.sourceAddress };
+      switch (grantType) {
+        case GRANT.tokenExchange:
+          return tokenExchange(o, request);
+        case GRANT.authorizationCode:
+          if (!client.client.grantTypes.includes(GRANT.authorizationCode)) throw new OAuthError('unauthorized_client', `client ${client.client.clientId} may not use the authorization code grant`);
+          return authorizationCodeGrant(o, request);
+        case GRANT.refreshToken:
+          return refreshTokenGrant(o, request);
+        default:
+          throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported (supported: ${Object.values(GRANT).join(', ')})`);
+      }
+    });
     sendJson(ctx.res, 200, response, { pragma: 'no-cache', ...(o.config.dpop.requireNonce && { 'dpop-nonce': o.dpop.nonces.current() }) });
   }, (err) => {
     o.events.emit({ type: 'token.refused', outcome: 'failure', error: err.error, reason: err.message, sourceAddress: ctx.sourceAddress });

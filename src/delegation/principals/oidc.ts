@@ -9,7 +9,8 @@
  * on the next use. Its signing keys are cached by jose and refetched when a token names an unknown
  * `kid` (at most once per cooldown). Plain HTTP is allowed only for an issuer on a loopback address.
  * Every refusal is an OAuthError; a provider that cannot be reached gives `temporarily_unavailable`
- * (fail closed, but distinguishable from a bad token).
+ * (fail closed, but distinguishable from a bad token). Each request to a provider is a client span
+ * and carries the trace context (`traceparent`).
  *
  * @example
  *   const providers = new OidcProviders(config.delegation.providers, { events });
@@ -35,6 +36,8 @@ import { isLoopbackHost, parseUrl } from '../../config/address.ts';
 import type { OidcProviderConfig } from '../../config/types.ts';
 import { MandateError, messageOf } from '../../errors.ts';
 import type { EventSink } from '../../observability/events.ts';
+import { jwksCacheProbe } from '../../observability/metrics.ts';
+import { tracedFetch } from '../../observability/tracing.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import type { Principal } from './principal.ts';
 
@@ -106,6 +109,9 @@ function fetchWithCa(id: string, caFile: string): CaFetch {
       dispatcher,
     }) as unknown as Promise<Response>;
 }
+
+/** The platform's fetch, for providers served with publicly trusted certificates. */
+const plainFetch: CaFetch = (url, init) => fetch(url, init as RequestInit);
 
 /** https, or http on a loopback address; as an issuer also without query or fragment. */
 function fetchableUrl(text: string): URL | undefined {
@@ -204,7 +210,7 @@ export class OidcProviders {
         config,
         issuerHref: issuer.href,
         insecure: issuer.protocol === 'http:',
-        fetch: config.caFile === undefined ? undefined : fetchWithCa(config.id, config.caFile),
+        fetch: tracedFetch(config.caFile === undefined ? plainFetch : fetchWithCa(config.id, config.caFile)),
         connection: undefined,
       });
     }
@@ -401,14 +407,15 @@ export class OidcProviders {
     if (jwksUri === undefined) {
       throw new OAuthError('temporarily_unavailable', `identity provider "${id}" publishes no usable jwks_uri (https, or http on loopback): ${JSON.stringify(metadata.jwks_uri)}`);
     }
+    const probe = jwksCacheProbe(provider.fetch ?? plainFetch);
     const remote = createRemoteJWKSet(jwksUri, {
       cooldownDuration: this.#cooldownMs,
       timeoutDuration: this.#timeoutMs,
-      ...(provider.fetch === undefined ? {} : { [joseCustomFetch]: provider.fetch as unknown as FetchImplementation }),
+      [joseCustomFetch]: probe.fetch as unknown as FetchImplementation,
     });
     const keys: JWTVerifyGetKey = async (header, token) => {
       try {
-        return await remote(header, token);
+        return await probe.lookup(() => remote(header, token));
       } catch (err) {
         if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys || err instanceof joseErrors.JOSENotSupported) throw err;
         throw new OAuthError('temporarily_unavailable', `the signing keys of identity provider "${id}" cannot be fetched from ${jwksUri.href}: ${describe(err)}`, { cause: err });

@@ -5,6 +5,8 @@
  */
 import { MandateError } from '../../errors.ts';
 import type { EventSink } from '../../observability/events.ts';
+import { recordAttestation, recordSvidIssued } from '../../observability/metrics.ts';
+import { withSpan } from '../../observability/tracing.ts';
 import type { RegistrationEntry, Store } from '../../store/store.ts';
 import type { AttestationResult, Attestor } from '../attestation/attestor.ts';
 import { attest } from '../attestation/catalog.ts';
@@ -97,11 +99,16 @@ export class IdentityAuthority {
   async attestAndIssue(body: unknown, ctx: CallContext = {}): Promise<X509SvidResponse> {
     const req = asObject(body, 'request body');
     const now = this.#now();
+    const type = (req.attestation as { type?: unknown } | null)?.type;
+    // Only an enabled attestor's type names spans and metrics: what a caller sends is unbounded.
+    const attestor = typeof type === 'string' && this.#o.attestors.has(type) ? type : 'unknown';
     let result: AttestationResult;
     try {
-      result = await attest(this.#o.attestors, req.attestation, now);
+      result = await withSpan(`attestation ${attestor}`, { 'mandate.attestor': attestor }, () => attest(this.#o.attestors, req.attestation, now));
+      recordAttestation(attestor, 'success');
     } catch (err) {
-      this.#emitFailure('attestation.failed', err, ctx, { attestor: typeof (req.attestation as { type?: unknown })?.type === 'string' ? (req.attestation as { type: string }).type : undefined });
+      recordAttestation(attestor, 'failure');
+      this.#emitFailure('attestation.failed', err, ctx, { attestor: typeof type === 'string' ? type : undefined });
       throw err;
     }
     this.#o.events.emit({ type: 'attestation.succeeded', outcome: 'success', actor: `attestor:${result.subject}`, attestor: result.attestor, selectors: result.selectors, sourceAddress: ctx.sourceAddress });
@@ -135,7 +142,9 @@ export class IdentityAuthority {
     }
     const entry = await this.#entryFor(caller);
     const key = this.#o.keys.activeJwtKey();
-    const { token, expiresAt } = await issueJwtSvid({ spiffeId: caller.toString(), audience: audience as string[], ttlSeconds: entry.jwtSvidTtl, key, now: this.#now() });
+    const { token, expiresAt } = await withSpan('svid issue jwt', { 'mandate.spiffe_id': caller.toString() }, () =>
+      issueJwtSvid({ spiffeId: caller.toString(), audience: audience as string[], ttlSeconds: entry.jwtSvidTtl, key, now: this.#now() }));
+    recordSvidIssued('jwt');
     this.#o.events.emit({ type: 'svid.jwt.issued', outcome: 'success', spiffeId: caller.toString(), actor: `workload:${caller}`, audience, expiresAt: expiresAt.toISOString(), sourceAddress: ctx.sourceAddress });
     return { spiffe_id: caller.toString(), token, expires_at: expiresAt.toISOString() };
   }
@@ -203,7 +212,9 @@ export class IdentityAuthority {
   async #issueX509(entry: RegistrationEntry, csr: unknown, ctx: CallContext, actor: string): Promise<X509SvidResponse> {
     if (typeof csr !== 'string') throw new MandateError('ERR_CSR_INVALID', 'csr must be a PEM string');
     const spiffeId = parseSpiffeId(entry.spiffeId);
-    const svid = await issueX509Svid(this.#o.keys.activeCa(), { csr, spiffeId, ttlSeconds: entry.x509SvidTtl, now: this.#now() });
+    const svid = await withSpan('svid issue x509', { 'mandate.spiffe_id': entry.spiffeId }, () =>
+      issueX509Svid(this.#o.keys.activeCa(), { csr, spiffeId, ttlSeconds: entry.x509SvidTtl, now: this.#now() }));
+    recordSvidIssued('x509');
     this.#o.events.emit({ type: 'svid.x509.issued', outcome: 'success', spiffeId: entry.spiffeId, actor, entryId: entry.id, serial: svid.serialNumber, expiresAt: svid.notAfter.toISOString(), sourceAddress: ctx.sourceAddress });
     return {
       spiffe_id: entry.spiffeId,

@@ -1,9 +1,11 @@
 /**
  * One GET of a bundle endpoint: redirects followed by hand (each target re-validated), a size limit
  * enforced while reading, and one deadline for the whole exchange so a slow server cannot hold a poll.
+ * The fetch is a client span and passes the trace context on (`traceparent`).
  */
 import { request, type Dispatcher } from 'undici';
 import { MandateError, messageOf } from '../../errors.ts';
+import { clientSpanAttributes, injectTraceContext, SpanKind, withSpan } from '../../observability/tracing.ts';
 import { redirectTarget } from './endpoint.ts';
 
 export interface FetchBundleOptions {
@@ -44,7 +46,7 @@ async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: numb
 async function exchange(url: URL, opts: FetchBundleOptions, signal: AbortSignal): Promise<Uint8Array> {
   let current = url;
   for (let hop = 0; ; hop++) {
-    const res = await request(current, { method: 'GET', dispatcher: opts.dispatcher, signal, headers: { accept: 'application/json' } });
+    const res = await request(current, { method: 'GET', dispatcher: opts.dispatcher, signal, headers: injectTraceContext({ accept: 'application/json' }) });
     if (REDIRECTS.has(res.statusCode)) {
       discard(res.body);
       if (hop >= (opts.maxRedirects ?? 3)) throw unavailable(`${url.href}: too many redirects`);
@@ -80,7 +82,11 @@ function describe(err: unknown): string {
  *   ERR_BUNDLE_INVALID (response over `maxBytes`).
  * @example const bytes = await fetchBundleDocument(new URL(u), { dispatcher: new Agent(), timeoutMs: 10_000, maxBytes: 1 << 20 });
  */
-export async function fetchBundleDocument(url: URL, opts: FetchBundleOptions): Promise<Uint8Array> {
+export function fetchBundleDocument(url: URL, opts: FetchBundleOptions): Promise<Uint8Array> {
+  return withSpan('federation bundle fetch', clientSpanAttributes('GET', url), () => fetchOnce(url, opts), { kind: SpanKind.CLIENT });
+}
+
+async function fetchOnce(url: URL, opts: FetchBundleOptions): Promise<Uint8Array> {
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {

@@ -9,6 +9,7 @@
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
 import type { JWK, JWSHeaderParameters, JWTPayload } from 'jose';
 import { MandateError } from '../../errors.ts';
+import { recordCacheLookup } from '../../observability/metrics.ts';
 import type { Bundle } from '../bundle/bundle.ts';
 import { publicKeyOf } from '../bundle/jwt-authority.ts';
 import type { TrustBundleSet } from '../bundle/set.ts';
@@ -151,7 +152,9 @@ export async function verifyJwtSvid(token: string, bundles: TrustBundleSet, opts
   const bundle = bundles.forSpiffeId(spiffeId);
   const keys = candidateKeys(bundle, decoded.header);
   const digest = tokenDigest(token);
-  if (!verifiedBefore(digest, keys)) rememberSigner(digest, await checkSignature(decoded, keys));
+  const verified = verifiedBefore(digest, keys);
+  recordCacheLookup('jwt_svid_validation', verified);
+  if (!verified) rememberSigner(digest, await checkSignature(decoded, keys));
   const now = (opts.now ?? new Date()).getTime() / 1000;
   checkTimes(decoded.payload, now, opts.clockToleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS);
   checkAudience(decoded.payload, expected);

@@ -6,7 +6,7 @@
  *
  * Envelope text: `v1.<iv b64url>.<ciphertext b64url>.<tag b64url>`.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MandateError } from '../../errors.ts';
@@ -69,6 +69,15 @@ export class KeyEncryptionKey {
     } catch {
       throw new MandateError('ERR_KEK_INVALID', `sealed key ${keyId} cannot be opened: wrong key-encryption key or tampered record`);
     }
+  }
+
+  /**
+   * A key for another purpose derived from the KEK (HKDF-SHA256, `label` as info), so one root secret
+   * serves other uses (such as keyed fingerprints of vault secrets) without the KEK itself doing
+   * anything but sealing. The same label always gives the same key.
+   */
+  deriveKey(label: string, length = 32): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `mandate ${label}`, length));
   }
 
   /** Keeps the key out of logs, JSON and inspection. */

@@ -20,7 +20,7 @@ export interface JsonHttpOptions {
 }
 
 export interface JsonRequest {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string;
   /** Exact bytes to send (already serialised, so an SVID-PoP can hash them). */
   body?: string;

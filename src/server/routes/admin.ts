@@ -13,6 +13,7 @@ import { verifyJwtSvid } from '../../identity/jwt-svid/verify.ts';
 import { parseCertificates } from '../../identity/x509/pem.ts';
 import { verifyX509Svid } from '../../identity/x509-svid/verify.ts';
 import type { AuditTrail } from '../../audit/trail.ts';
+import type { Vault } from '../../gateway/vault.ts';
 import type { DelegationAuthority } from '../../delegation/authority.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
 import type { EventSink } from '../../observability/events.ts';
@@ -23,6 +24,7 @@ import type { Handler, Router } from '../http/router.ts';
 import { adminDelegationRoutes } from './admin-delegation.ts';
 import { adminAuditRoutes } from './admin-audit.ts';
 import { adminPolicyRoutes } from './admin-policy.ts';
+import { adminVaultRoutes } from './admin-vault.ts';
 
 export interface AdminDeps {
   store: Store;
@@ -33,6 +35,7 @@ export interface AdminDeps {
   federation: FederationManager;
   events: EventSink;
   audit: AuditTrail;
+  vault: Vault;
 }
 
 export type AdminAction = (ctx: RequestContext, actor: string) => Promise<unknown>;
@@ -144,4 +147,5 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
   adminDelegationRoutes(on, delegation);
   adminPolicyRoutes(on, policy);
   adminAuditRoutes(on, audit);
+  adminVaultRoutes(on, deps.vault, delegation);
 }

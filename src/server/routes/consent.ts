@@ -2,7 +2,8 @@
  * Where a principal meets the delegation authority in a browser: the authorization endpoint
  * (`/oauth/authorize`, authorization code + PKCE S256, RFC 8707 `resource`, the requested `agent`),
  * sign-in (directory password or an external OpenID provider), the consent page that turns approval
- * into a mandate, and the principal's own list of mandates with revocation.
+ * into a mandate, and the principal's own list of mandates with revocation (and, given the vault,
+ * their own secrets for the tool servers: account-secrets.ts).
  *
  * Browser hardening: sessions and CSRF in `__Host-` cookies (Secure, HttpOnly, SameSite=Lax, Path=/);
  * every state-changing POST carries a CSRF token bound to the session (double-submit before sign-in)
@@ -26,6 +27,7 @@ import { MandateError, isMandateError } from '../../errors.ts';
 import type { PrincipalRef } from '../../store/store.ts';
 import type { RequestContext } from '../http/context.ts';
 import type { Router } from '../http/router.ts';
+import { accountSecretsRoutes, type AccountSecrets } from './account-secrets.ts';
 
 const SESSION_COOKIE = '__Host-mandate-session';
 const CSRF_COOKIE = '__Host-mandate-csrf';
@@ -91,7 +93,7 @@ function redirect(res: ServerResponse, location: string, extra: Record<string, s
   res.end();
 }
 
-export function consentRoutes(router: Router, delegation: DelegationAuthority): void {
+export function consentRoutes(router: Router, delegation: DelegationAuthority, secrets?: AccountSecrets): void {
   const { oauth: o, directory, providers, mandates, config } = delegation;
   const origin = new URL(delegation.issuer).origin;
 
@@ -310,4 +312,6 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority): 
     if (session && id && sameToken(form.get('csrf'), session.csrf)) await o.store.deleteEphemeral(SESSION_KIND, hashSecret(id));
     sendHtml(ctx.res, 200, errorPage('Signed out', 'You are signed out.'), { 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
   }));
+
+  if (secrets) accountSecretsRoutes(router, secrets, { loadSession, checkOrigin, page, sendHtml, redirect, sameToken });
 }

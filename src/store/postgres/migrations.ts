@@ -205,4 +205,31 @@ ALTER TABLE signing_keys
   ADD CONSTRAINT signing_keys_kind_check CHECK (kind IN ('x509-ca', 'jwt', 'oauth', 'audit'));
 `,
   },
+  {
+    version: 5,
+    name: 'audit_search',
+    // SQLite's version 5 moves some audit_log indexes into a side table written in batches; the
+    // indexes here stay as they are. Recorded so both stores number their schemas alike.
+    sql: '-- nothing to change in PostgreSQL',
+  },
+  {
+    version: 6,
+    name: 'vault',
+    // As in SQLite: owner_kind 'server' with owner = the tool server's name and owner_issuer '', or
+    // 'principal' with owner_issuer = the identity provider's issuer and owner = the subject.
+    sql: `
+CREATE TABLE vault_secrets (
+  owner_kind   text COLLATE "C" NOT NULL CHECK (owner_kind IN ('principal', 'server')),
+  owner_issuer text COLLATE "C" NOT NULL,
+  owner        text COLLATE "C" NOT NULL CHECK (owner <> ''),
+  name         text COLLATE "C" NOT NULL CHECK (name <> ''),
+  value_enc    text        NOT NULL,
+  fingerprint  text        NOT NULL,
+  created_at   timestamptz NOT NULL,
+  updated_at   timestamptz NOT NULL,
+  PRIMARY KEY (owner_kind, owner_issuer, owner, name),
+  CHECK ((owner_kind = 'server') = (owner_issuer = ''))
+);
+`,
+  },
 ];

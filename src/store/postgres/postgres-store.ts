@@ -3,6 +3,7 @@ import { MandateError } from '../../errors.ts';
 import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
+import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
 import type {
   AdminTokenRecord,
   AuditCheckpointRecord,
@@ -20,6 +21,10 @@ import type {
   SigningKeyRecord,
   Store,
   UserRecord,
+  VaultOwner,
+  VaultSecretFilter,
+  VaultSecretInfo,
+  VaultSecretRecord,
 } from '../store.ts';
 import { type Expected, toStoreError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
@@ -37,6 +42,8 @@ import {
   type RevocationRow,
   type SigningKeyRow,
   type UserRow,
+  type VaultSecretInfoRow,
+  type VaultSecretRow,
   toAdminToken,
   toAuditCheckpoint,
   toAuditRecord,
@@ -50,6 +57,8 @@ import {
   toRevocation,
   toSigningKey,
   toUser,
+  toVaultSecret,
+  toVaultSecretInfo,
 } from './rows.ts';
 
 export interface PostgresStoreOptions {
@@ -955,6 +964,44 @@ class PgStore implements PostgresStore {
       [requireCount(fromSize, 'audit checkpoint size', 0), requireCount(toSize, 'audit checkpoint size', 0)],
     );
     return rows.map(toAuditCheckpoint);
+  }
+
+  async putVaultSecret(secret: VaultSecretRecord): Promise<VaultSecretInfo> {
+    const { rows } = await this.query<VaultSecretInfoRow>(
+      'putVaultSecret',
+      `INSERT INTO vault_secrets (owner_kind, owner_issuer, owner, name, value_enc, fingerprint, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (owner_kind, owner_issuer, owner, name) DO UPDATE
+         SET value_enc = excluded.value_enc, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at
+       RETURNING ${VAULT_INFO_COLUMNS}`,
+      [
+        ...ownerColumns(secret.owner),
+        secret.name,
+        secret.valueEnc,
+        secret.fingerprint,
+        at(secret.createdAt, 'vault secret createdAt'),
+        at(secret.updatedAt, 'vault secret updatedAt'),
+      ],
+    );
+    return toVaultSecretInfo(rows[0] as VaultSecretInfoRow);
+  }
+
+  async getVaultSecret(owner: VaultOwner, name: string): Promise<VaultSecretRecord | null> {
+    const { where, values } = vaultFilter({ owner }, (n) => `$${n}`);
+    const { rows } = await this.query<VaultSecretRow>('getVaultSecret', `SELECT * FROM vault_secrets${where} AND name = $4`, [...values, name]);
+    return rows[0] ? toVaultSecret(rows[0]) : null;
+  }
+
+  async listVaultSecrets(filter: VaultSecretFilter): Promise<VaultSecretInfo[]> {
+    const { where, values } = vaultFilter(filter, (n) => `$${n}`);
+    const { rows } = await this.query<VaultSecretInfoRow>('listVaultSecrets', `SELECT ${VAULT_INFO_COLUMNS} FROM vault_secrets${where} ${VAULT_ORDER}`, values);
+    return rows.map(toVaultSecretInfo);
+  }
+
+  async deleteVaultSecret(owner: VaultOwner, name: string): Promise<boolean> {
+    const { where, values } = vaultFilter({ owner }, (n) => `$${n}`);
+    const { rowCount } = await this.query('deleteVaultSecret', `DELETE FROM vault_secrets${where} AND name = $4`, [...values, name]);
+    return (rowCount ?? 0) > 0;
   }
 
   async schemaVersion(): Promise<number> {

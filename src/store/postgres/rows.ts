@@ -12,7 +12,10 @@ import type {
   RevocationRecord,
   SigningKeyRecord,
   UserRecord,
+  VaultSecretInfo,
+  VaultSecretRecord,
 } from '../store.ts';
+import { ownerOf } from '../vault-values.ts';
 
 /*
  * Table rows as pg returns them with its default type parsers (timestamptz -> Date, json and
@@ -159,6 +162,20 @@ export interface AuditCheckpointRow {
   created_at: Date;
 }
 
+export interface VaultSecretInfoRow {
+  owner_kind: string;
+  owner_issuer: string;
+  owner: string;
+  name: string;
+  fingerprint: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface VaultSecretRow extends VaultSecretInfoRow {
+  value_enc: string;
+}
+
 export const toSigningKey = (r: SigningKeyRow): SigningKeyRecord => ({
   id: r.id,
   kind: r.kind,
@@ -288,3 +305,13 @@ export const toAuditCheckpoint = (r: AuditCheckpointRow): AuditCheckpointRecord 
   note: r.note,
   createdAt: r.created_at,
 });
+
+export const toVaultSecretInfo = (r: VaultSecretInfoRow): VaultSecretInfo => ({
+  owner: ownerOf(r.owner_kind, r.owner_issuer, r.owner),
+  name: r.name,
+  fingerprint: r.fingerprint,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export const toVaultSecret = (r: VaultSecretRow): VaultSecretRecord => ({ ...toVaultSecretInfo(r), valueEnc: r.value_enc });

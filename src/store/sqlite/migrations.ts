@@ -233,4 +233,66 @@ ALTER TABLE signing_keys_v4 RENAME TO signing_keys;
 CREATE INDEX signing_keys_by_kind ON signing_keys (kind, created_at, id);
 `,
   },
+  {
+    version: 5,
+    name: 'audit_search',
+    // The audit_log indexes whose keys are spread out (agent, principal subject, mandate id, trace
+    // id) dirtied about one page per event in every durable commit. Their entries move to
+    // audit_search, which the store writes after the commit in large batches; records with
+    // idx >= audit_search_state.indexed_upto are not in it yet, and queries read those from the log.
+    // Entries are grouped by bucket (idx >> 14, 16,384 records), so a batch's entries all land in
+    // the last bucket's small part of the tree, however long the log grows; a query seeks each
+    // bucket. field: 1 agent, 2 principal subject, 3 mandate id, 4 trace id. Keys with few values
+    // (type, tool, decision, principal issuer) and time stay indexed on the log. The existing records
+    // are indexed here, in key order (appending to the tree is much faster than inserting at random).
+    sql: `
+DROP INDEX audit_log_by_agent;
+DROP INDEX audit_log_by_principal;
+DROP INDEX audit_log_by_mandate_id;
+DROP INDEX audit_log_by_trace_id;
+CREATE INDEX audit_log_by_principal_issuer ON audit_log (principal_issuer);
+
+CREATE TABLE audit_search (
+  bucket INTEGER NOT NULL,
+  field  INTEGER NOT NULL CHECK (field BETWEEN 1 AND 4),
+  value  TEXT    NOT NULL,
+  idx    INTEGER NOT NULL,
+  PRIMARY KEY (bucket, field, value, idx)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE audit_search_state (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  indexed_upto INTEGER NOT NULL CHECK (indexed_upto >= 0)
+) STRICT;
+
+INSERT INTO audit_search (bucket, field, value, idx)
+  SELECT idx >> 14, 1, agent, idx FROM audit_log WHERE agent IS NOT NULL
+  UNION ALL SELECT idx >> 14, 2, principal_subject, idx FROM audit_log WHERE principal_subject IS NOT NULL
+  UNION ALL SELECT idx >> 14, 3, mandate_id, idx FROM audit_log WHERE mandate_id IS NOT NULL
+  UNION ALL SELECT idx >> 14, 4, trace_id, idx FROM audit_log WHERE trace_id IS NOT NULL
+  ORDER BY 1, 2, 3, 4;
+INSERT INTO audit_search_state (id, indexed_upto) SELECT 1, coalesce(max(idx) + 1, 0) FROM audit_log;
+`,
+  },
+  {
+    version: 6,
+    name: 'vault',
+    // Secrets the gateway sends upstream, sealed with the KEK (value_enc is opaque here). The owner
+    // is a tool server (owner_kind 'server', owner = its name, owner_issuer '') or a principal
+    // (owner_kind 'principal', owner_issuer = the identity provider's issuer, owner = the subject).
+    sql: `
+CREATE TABLE vault_secrets (
+  owner_kind   TEXT    NOT NULL CHECK (owner_kind IN ('principal', 'server')),
+  owner_issuer TEXT    NOT NULL,
+  owner        TEXT    NOT NULL CHECK (owner <> ''),
+  name         TEXT    NOT NULL CHECK (name <> ''),
+  value_enc    TEXT    NOT NULL,
+  fingerprint  TEXT    NOT NULL,
+  created_at   INTEGER NOT NULL,
+  updated_at   INTEGER NOT NULL,
+  PRIMARY KEY (owner_kind, owner_issuer, owner, name),
+  CHECK ((owner_kind = 'server') = (owner_issuer = ''))
+) STRICT, WITHOUT ROWID;
+`,
+  },
 ];

@@ -5,6 +5,7 @@ import { MandateError, isMandateError, messageOf } from '../../errors.ts';
 import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
+import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
 import type {
   AdminTokenRecord,
   AuditCheckpointRecord,
@@ -22,6 +23,10 @@ import type {
   SigningKeyRecord,
   Store,
   UserRecord,
+  VaultOwner,
+  VaultSecretFilter,
+  VaultSecretInfo,
+  VaultSecretRecord,
 } from '../store.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
@@ -38,6 +43,8 @@ import {
   type RevocationRow,
   type SigningKeyRow,
   type UserRow,
+  type VaultSecretInfoRow,
+  type VaultSecretRow,
   toAdminToken,
   toAuditCheckpoint,
   toAuditRecord,
@@ -51,6 +58,8 @@ import {
   toRevocation,
   toSigningKey,
   toUser,
+  toVaultSecret,
+  toVaultSecretInfo,
 } from './rows.ts';
 
 /**
@@ -72,7 +81,15 @@ export async function openSqliteStore(opts: { path: string }): Promise<Store> {
     db.close();
     throw toStoreError('migrate', err);
   }
-  return new SqliteStore(db);
+  const store = new SqliteStore(db);
+  try {
+    // Records a crashed process appended but had not indexed yet.
+    store.auditSearch.indexAll();
+  } catch (err) {
+    db.close();
+    throw toStoreError('index the audit log', err);
+  }
+  return store;
 }
 
 function openDatabase(path: string): Database.Database {
@@ -85,6 +102,9 @@ function openDatabase(path: string): Database.Database {
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
+    // 32 MB instead of 2: a batch of audit search entries, and the log pages it is read from, stay
+    // in memory between the appends and the indexing (the cache fills only as pages are used).
+    db.pragma('cache_size = -32768');
     return db;
   } catch (err) {
     db?.close();
@@ -168,6 +188,36 @@ const AUDIT_FILTER_COLUMNS = {
   type: 'type',
 } as const;
 
+/**
+ * Audit query fields whose entries live in audit_search (migration 5) rather than in an index of
+ * audit_log, with their field number there; most selective first, as a query uses the first one it
+ * filters on.
+ */
+const AUDIT_SEARCH_FIELDS = [
+  { field: 4, query: 'traceId', column: 'trace_id' },
+  { field: 3, query: 'mandateId', column: 'mandate_id' },
+  { field: 2, query: 'principalSubject', column: 'principal_subject' },
+  { field: 1, query: 'agent', column: 'agent' },
+] as const;
+
+/**
+ * Unindexed audit records that make the store index them right after the commit that brought
+ * them to this many. The larger, the more events of one key share each index page written, and
+ * the more records a query reads from the log directly (at most about this many).
+ */
+const AUDIT_SEARCH_BATCH = 8192;
+/** Longest a record waits to be indexed when fewer than AUDIT_SEARCH_BATCH follow it (ms). */
+const AUDIT_SEARCH_DELAY_MS = 1000;
+/** Most records indexed per transaction (a store opened after a long unindexed run). */
+const AUDIT_SEARCH_CHUNK = 65_536;
+/** log2 of the records per audit_search bucket: fixed by migration 5 (`idx >> 14`). */
+const AUDIT_SEARCH_BUCKET_BITS = 14;
+/** Writes the search entries of the records @from <= idx < @to. */
+const AUDIT_SEARCH_INSERT = `INSERT INTO audit_search (bucket, field, value, idx) ${AUDIT_SEARCH_FIELDS.map(
+  (f) => `SELECT idx >> ${AUDIT_SEARCH_BUCKET_BITS}, ${f.field}, ${f.column}, idx FROM audit_log
+          WHERE idx >= @from AND idx < @to AND ${f.column} IS NOT NULL`,
+).join(' UNION ALL ')}`;
+
 /** Columns updateUser may change, by record field. */
 const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
 
@@ -180,8 +230,11 @@ class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
 
   private readonly statements = new Map<string, Database.Statement>();
+  readonly auditSearch: AuditSearch;
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly db: Database.Database) {
+    this.auditSearch = new AuditSearch(db, (sql) => this.stmt(sql));
+  }
 
   /** Prepared statements are reused: preparing costs more than running a point query. */
   private stmt(sql: string): Database.Statement {
@@ -812,13 +865,12 @@ class SqliteStore implements Store {
           }
         })
         .immediate();
+      this.auditSearch.appended(records.length);
     });
   }
 
-  /** Indices are contiguous from 0, so the size is one past the highest (read off the primary key). */
   private auditCount(): number {
-    const row = this.stmt('SELECT max(idx) AS last FROM audit_log').get() as { last: number | null };
-    return row.last === null ? 0 : row.last + 1;
+    return auditLogSize((sql) => this.stmt(sql));
   }
 
   auditSize(): Promise<number> {
@@ -841,30 +893,53 @@ class SqliteStore implements Store {
     );
   }
 
+  /**
+   * A query on a field of audit_search (agent, principal subject, mandate id, trace id) reads the
+   * records indexed there, then those above the watermark, a bounded number, from the log itself;
+   * both in one read transaction, so from one snapshot. Every filter is checked on the log row in
+   * both parts, so the answer is exact wherever the watermark is. Other queries use audit_log's
+   * own indexes.
+   */
   queryAuditRecords(query: AuditQuery): Promise<AuditRecord[]> {
     return this.run('queryAuditRecords', () => {
-      const where: string[] = [];
-      const values: (string | number)[] = [];
-      const match = (clause: string, value: string | number): void => {
-        where.push(clause);
-        values.push(value);
-      };
-      for (const field of Object.keys(AUDIT_FILTER_COLUMNS) as (keyof typeof AUDIT_FILTER_COLUMNS)[]) {
-        const value = query[field];
-        if (value !== undefined) match(`${AUDIT_FILTER_COLUMNS[field]} = ?`, value);
-      }
-      if (query.from !== undefined) match('time >= ?', requireDate(query.from, 'audit query from'));
-      if (query.to !== undefined) match('time < ?', requireDate(query.to, 'audit query to'));
-      if (query.afterIndex !== undefined) match('idx > ?', requireCount(query.afterIndex, 'audit query afterIndex', -1));
-      let sql = 'SELECT * FROM audit_log';
-      if (where.length > 0) sql += ` WHERE ${where.join(' AND ')}`;
-      sql += ' ORDER BY idx';
-      if (query.limit !== undefined) {
-        sql += ' LIMIT ?';
-        values.push(requireCount(query.limit, 'audit query limit', 0));
-      }
-      return (this.stmt(sql).all(...values) as AuditRow[]).map(toAuditRecord);
+      const filter = auditFilter(query);
+      const after = query.afterIndex === undefined ? undefined : requireCount(query.afterIndex, 'audit query afterIndex', -1);
+      // LIMIT -1 is SQLite's "no limit"; a caller's limit is checked to be >= 0 first.
+      const limit = query.limit === undefined ? -1 : requireCount(query.limit, 'audit query limit', 0);
+      const search = AUDIT_SEARCH_FIELDS.find((f) => query[f.query] !== undefined);
+      const rows = search === undefined
+        ? this.scanAudit(filter, after, limit)
+        : this.db.transaction(() => this.searchAudit(search.field, query[search.query] as string, filter, after ?? -1, limit))();
+      return rows.map(toAuditRecord);
     });
+  }
+
+  /** Log rows matching `filter` with index > `after`, oldest first, through audit_log's indexes. */
+  private scanAudit(filter: AuditFilter, after: number | undefined, limit: number): AuditRow[] {
+    const where = after === undefined ? filter.where : ['l.idx > ?', ...filter.where];
+    const values = after === undefined ? filter.values : [after, ...filter.values];
+    const clause = where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`;
+    return this.stmt(`SELECT l.* FROM audit_log AS l${clause} ORDER BY l.idx LIMIT ?`).all(...values, limit) as AuditRow[];
+  }
+
+  /** As scanAudit, for `field = value` of audit_search; runs inside a read transaction. */
+  private searchAudit(field: number, value: string, filter: AuditFilter, after: number, limit: number): AuditRow[] {
+    const mark = this.auditSearch.watermark();
+    const also = filter.where.map((w) => ` AND ${w}`).join('');
+    // One seek per bucket, in ascending order (SQLite walks an IN list sorted), each bucket's
+    // entries in index order: rows come oldest first, no sort, and LIMIT stops early. CROSS JOIN
+    // keeps audit_search the outer loop.
+    const indexed = after + 1 >= mark ? [] : (this.stmt(
+      `WITH RECURSIVE buckets (b) AS (SELECT ? UNION ALL SELECT b + 1 FROM buckets WHERE b < ?)
+       SELECT l.* FROM audit_search AS s CROSS JOIN audit_log AS l ON l.idx = s.idx
+       WHERE s.bucket IN (SELECT b FROM buckets) AND s.field = ? AND s.value = ? AND s.idx > ? AND s.idx < ?${also}
+       ORDER BY s.bucket, s.idx LIMIT ?`,
+    ).all(auditBucket(after + 1), auditBucket(mark - 1), field, value, after, mark, ...filter.values, limit) as AuditRow[]);
+    if (limit !== -1 && indexed.length >= limit) return indexed;
+    // NOT INDEXED: the rowid range above the watermark bounds this part, whatever else matches.
+    const tail = this.stmt(`SELECT l.* FROM audit_log AS l NOT INDEXED WHERE l.idx >= ?${also} ORDER BY l.idx LIMIT ?`)
+      .all(Math.max(mark, after + 1), ...filter.values, limit === -1 ? -1 : limit - indexed.length) as AuditRow[];
+    return indexed.concat(tail);
   }
 
   putAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<void> {
@@ -920,6 +995,50 @@ class SqliteStore implements Store {
     });
   }
 
+  putVaultSecret(secret: VaultSecretRecord): Promise<VaultSecretInfo> {
+    return this.run('putVaultSecret', () => {
+      const row = this.stmt(
+          `INSERT INTO vault_secrets (owner_kind, owner_issuer, owner, name, value_enc, fingerprint, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (owner_kind, owner_issuer, owner, name) DO UPDATE
+             SET value_enc = excluded.value_enc, fingerprint = excluded.fingerprint, updated_at = excluded.updated_at
+           RETURNING ${VAULT_INFO_COLUMNS}`,
+        )
+        .get(
+          ...ownerColumns(secret.owner),
+          secret.name,
+          secret.valueEnc,
+          secret.fingerprint,
+          requireDate(secret.createdAt, 'vault secret createdAt'),
+          requireDate(secret.updatedAt, 'vault secret updatedAt'),
+        ) as VaultSecretInfoRow;
+      return toVaultSecretInfo(row);
+    });
+  }
+
+  getVaultSecret(owner: VaultOwner, name: string): Promise<VaultSecretRecord | null> {
+    return this.run('getVaultSecret', () => {
+      const { where, values } = vaultFilter({ owner }, () => '?');
+      const row = this.stmt(`SELECT * FROM vault_secrets${where} AND name = ?`).get(...values, name) as VaultSecretRow | undefined;
+      return row ? toVaultSecret(row) : null;
+    });
+  }
+
+  listVaultSecrets(filter: VaultSecretFilter): Promise<VaultSecretInfo[]> {
+    return this.run('listVaultSecrets', () => {
+      const { where, values } = vaultFilter(filter, () => '?');
+      return (this.stmt(`SELECT ${VAULT_INFO_COLUMNS} FROM vault_secrets${where} ${VAULT_ORDER}`).all(...values) as VaultSecretInfoRow[])
+        .map(toVaultSecretInfo);
+    });
+  }
+
+  deleteVaultSecret(owner: VaultOwner, name: string): Promise<boolean> {
+    return this.run('deleteVaultSecret', () => {
+      const { where, values } = vaultFilter({ owner }, () => '?');
+      return this.stmt(`DELETE FROM vault_secrets${where} AND name = ?`).run(...values, name).changes > 0;
+    });
+  }
+
   schemaVersion(): Promise<number> {
     return this.run('schemaVersion', () => {
       const row = this.stmt('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null };
@@ -929,8 +1048,128 @@ class SqliteStore implements Store {
 
   close(): Promise<void> {
     return this.run('close', () => {
+      this.auditSearch.close();
       this.statements.clear();
       this.db.close();
     });
+  }
+}
+
+/** Indices are contiguous from 0, so the log's size is one past the highest (read off the primary key). */
+function auditLogSize(stmt: (sql: string) => Database.Statement): number {
+  const last = stmt('SELECT max(idx) FROM audit_log').pluck().get() as number | null;
+  return last === null ? 0 : last + 1;
+}
+
+/** The audit_search bucket of a log index. */
+function auditBucket(index: number): number {
+  return Math.floor(index / 2 ** AUDIT_SEARCH_BUCKET_BITS);
+}
+
+/** The equality and time filters of an audit query as conditions on the log row (alias `l`). */
+interface AuditFilter {
+  where: string[];
+  values: (string | number)[];
+}
+
+function auditFilter(query: AuditQuery): AuditFilter {
+  const where: string[] = [];
+  const values: (string | number)[] = [];
+  for (const field of Object.keys(AUDIT_FILTER_COLUMNS) as (keyof typeof AUDIT_FILTER_COLUMNS)[]) {
+    const value = query[field];
+    if (value === undefined) continue;
+    where.push(`l.${AUDIT_FILTER_COLUMNS[field]} = ?`);
+    values.push(value);
+  }
+  if (query.from !== undefined) {
+    where.push('l.time >= ?');
+    values.push(requireDate(query.from, 'audit query from'));
+  }
+  if (query.to !== undefined) {
+    where.push('l.time < ?');
+    values.push(requireDate(query.to, 'audit query to'));
+  }
+  return { where, values };
+}
+
+/**
+ * Keeps audit_search (migration 5) up to date with the log. The search entries of the records at
+ * or above the watermark (`indexed_upto`) are written in one transaction once AUDIT_SEARCH_BATCH of
+ * them have piled up, or AUDIT_SEARCH_DELAY_MS after the first: outside the durable append, so the
+ * index pages a batch dirties are shared by its many events of each key instead of written again
+ * for each commit. The entries and the watermark move together in one transaction and are derived
+ * from the log rows, so a crash loses nothing: the next store opened on the file indexes the rest.
+ */
+class AuditSearch {
+  /** Records this store appended since it last indexed (other writers' records are found too). */
+  #unindexed = 0;
+  #soon: NodeJS.Immediate | undefined;
+  #later: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly stmt: (sql: string) => Database.Statement,
+  ) {}
+
+  /** Records below the watermark are in audit_search; those at or above it are not yet. */
+  watermark(): number {
+    return this.stmt('SELECT indexed_upto FROM audit_search_state WHERE id = 1').pluck().get() as number;
+  }
+
+  /** Called after each durable append: schedules indexing, never does it inside the append. */
+  appended(records: number): void {
+    this.#unindexed += records;
+    if (this.#unindexed >= AUDIT_SEARCH_BATCH) this.#soon ??= setImmediate(() => this.#background());
+    else this.#later ??= setTimeout(() => this.#background(), AUDIT_SEARCH_DELAY_MS).unref();
+  }
+
+  #background(): void {
+    this.#cancel();
+    try {
+      this.indexAll();
+    } catch {
+      // Nothing is lost: queries read unindexed records from the log, and the next append or the
+      // next store opened on the file tries again.
+    }
+  }
+
+  /** Indexes every record at or above the watermark; returns how many. */
+  indexAll(): number {
+    this.#unindexed = 0;
+    let total = 0;
+    for (let n = this.#indexChunk(); n > 0; n = this.#indexChunk()) total += n;
+    return total;
+  }
+
+  /** Indexes up to AUDIT_SEARCH_CHUNK records above the watermark in one transaction; returns how many. */
+  #indexChunk(): number {
+    return this.db
+      .transaction(() => {
+        const mark = this.watermark();
+        const size = auditLogSize(this.stmt);
+        if (size < mark) {
+          // Records were deleted behind the store's back (verification names them): keep the
+          // index true to what is left, so records appended at those indices are found again.
+          this.stmt('DELETE FROM audit_search WHERE bucket >= ? AND idx >= ?').run(auditBucket(size), size);
+        }
+        const from = Math.min(mark, size);
+        const to = Math.min(size, from + AUDIT_SEARCH_CHUNK);
+        if (to > from) this.stmt(AUDIT_SEARCH_INSERT).run({ from, to });
+        if (to !== mark) this.stmt('UPDATE audit_search_state SET indexed_upto = ? WHERE id = 1').run(to);
+        return to - from;
+      })
+      .immediate();
+  }
+
+  #cancel(): void {
+    if (this.#soon) clearImmediate(this.#soon);
+    if (this.#later) clearTimeout(this.#later);
+    this.#soon = undefined;
+    this.#later = undefined;
+  }
+
+  /** Stops background indexing (the store is closing; the next one opened indexes the rest). */
+  close(): void {
+    this.#cancel();
   }
 }

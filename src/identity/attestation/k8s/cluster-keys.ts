@@ -2,11 +2,14 @@
  * Where a Kubernetes cluster's service-account signing keys come from: a JWKS file, a JWKS URL, or
  * the issuer's OIDC discovery document (what the API server's service account issuer discovery
  * serves: `<issuer>/.well-known/openid-configuration` -> `jwks_uri`, usually `/openid/v1/jwks`).
+ * Requests are client spans carrying the trace context.
  */
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { MandateError, messageOf } from '../../../errors.ts';
+import { jwksCacheProbe } from '../../../observability/metrics.ts';
+import { tracedFetch } from '../../../observability/tracing.ts';
 
 /** One trusted cluster, as configured under `attestation.k8s.clusters`. */
 export interface K8sClusterConfig {
@@ -46,7 +49,7 @@ function remoteUrl(cluster: K8sClusterConfig, value: string, what: string): URL 
 }
 
 function fetchFor(cluster: K8sClusterConfig): FetchImplementation {
-  if (cluster.caFile === undefined) return fetch;
+  if (cluster.caFile === undefined) return tracedFetch(fetch);
   let ca: string;
   try {
     ca = readFileSync(cluster.caFile, 'utf8');
@@ -58,7 +61,7 @@ function fetchFor(cluster: K8sClusterConfig): FetchImplementation {
   const withCa = (url: string, init: Parameters<FetchImplementation>[1]) =>
     undiciFetch(url, { method: init.method, redirect: init.redirect, signal: init.signal, headers: [...init.headers], dispatcher });
   // undici's Response type differs nominally from the DOM one jose declares; at runtime they agree.
-  return withCa as unknown as FetchImplementation;
+  return tracedFetch(withCa) as unknown as FetchImplementation;
 }
 
 function localKeys(cluster: K8sClusterConfig, file: string): JWTVerifyGetKey {
@@ -116,7 +119,8 @@ export function createClusterKeys(cluster: K8sClusterConfig, opts: ClusterKeysOp
   if (cluster.jwksFile !== undefined) return localKeys(cluster, cluster.jwksFile);
 
   const doFetch = fetchFor(cluster);
-  const remoteOptions = { cooldownDuration: opts.cooldownMs, timeoutDuration: opts.timeoutMs, [customFetch]: doFetch };
+  const probe = jwksCacheProbe(doFetch);
+  const remoteOptions = { cooldownDuration: opts.cooldownMs, timeoutDuration: opts.timeoutMs, [customFetch]: probe.fetch };
   const fixedUrl = cluster.jwksUrl === undefined ? undefined : remoteUrl(cluster, cluster.jwksUrl, 'jwksUrl');
   if (fixedUrl === undefined) remoteUrl(cluster, cluster.issuer, 'issuer'); // fail at start-up, not on first token
   let remote: Promise<JWTVerifyGetKey> | undefined =
@@ -130,7 +134,7 @@ export function createClusterKeys(cluster: K8sClusterConfig, opts: ClusterKeysOp
         if (remote === pending) remote = undefined;
         throw err;
       });
-      return await getKey(header, token);
+      return await probe.lookup(async () => getKey(header, token));
     } catch (err) {
       if (isKeySelectionError(err)) throw err;
       throw new MandateError('ERR_K8S_JWKS_UNAVAILABLE', `cannot fetch the signing keys of cluster "${cluster.name}": ${describe(err)}`, { cause: err });
