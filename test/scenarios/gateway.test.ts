@@ -139,6 +139,13 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
     assert.equal(typeof last.argumentsDigest, 'string');
   });
 
+  it('streams the upstream\'s progress notifications of a call back to the agent (SSE)', { skip: kind === 'stdio' && 'the gateway answers stdio tool servers with JSON: request-scoped notifications are not passed on' }, async () => {
+    const progress: unknown[] = [];
+    const result = await client.callTool({ name: 'get_issue', arguments: { repository: 'acme/api', issue: 1 } }, undefined, { onprogress: (p) => progress.push(p) });
+    assert.equal(result.isError, undefined);
+    assert.ok(progress.length >= 1, 'a progress notification arrived before the result');
+  });
+
   it('denies a forbidden tool and an allowed tool with forbidden arguments, with JSON-RPC errors, on the record', async () => {
     await assert.rejects(client.callTool({ name: 'delete_issue', arguments: { repository: 'acme/api', issue: 1 } }), (err: unknown) => {
       assert.ok(err instanceof McpError);
