@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { startVaultApi, type VaultApi } from '../../server/routes/admin-vault.fixture.ts';
 
-const PROGRAM = fileURLToPath(new URL('./vault.fixture.ts', import.meta.url));
+/** The real `mandate` program. */
+const BIN = fileURLToPath(new URL('../../../bin/mandate.js', import.meta.url));
 const VALUE = 'xoxb-cliValueFromStdin-0123456789';
 
 let api: VaultApi;
@@ -14,7 +15,7 @@ interface Run { status: number | null; stdout: string; stderr: string }
 /** Runs `mandate vault ...` in a child process with `input` on its stdin. */
 function mandate(args: string[], input = ''): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', PROGRAM, ...args], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, MANDATE_SERVER: api.url, MANDATE_ADMIN_TOKEN: 'test-admin-token' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
