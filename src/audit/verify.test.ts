@@ -427,3 +427,38 @@ describe('splitLines', () => {
     );
   });
 });
+
+describe('verifyExport with checkpoints the verifier already holds', () => {
+  it('catches a log cut back together with its later checkpoints, which the export alone cannot show', async () => {
+    await withLog(30, [10, 20, 30], async (log) => {
+      // Cut after event 19: drop events 20..29 and the checkpoint at 30.
+      const cut = log.lines.slice(0, at(log.lines, 20));
+      const plain = await verify(cut);
+      assert.equal(plain.ok, true, 'the cut export is self-consistent');
+      const pinned = await verifyExport(cut, { verifiers, trusted: [log.notes.get(30) as string] });
+      assert.equal(pinned.ok, false);
+      assert.equal(pinned.firstBadIndex, 20);
+      assert.match(pinned.problems[0] ?? '', /the log lost events 20\.\.29: trusted checkpoint 1 was signed at size 30/);
+      const whole = await verifyExport(log.lines, { verifiers, trusted: [log.notes.get(20) as string, log.notes.get(30) as string] });
+      assert.equal(whole.ok, true, whole.problems.join('; '));
+    });
+  });
+
+  it('names the range a trusted checkpoint disagrees with, and refuses a forged one', async () => {
+    await withLog(12, [4, 12], async (log) => {
+      // A consistent rewrite of event 6 (event and leaf hash), with the checkpoint at 12 removed.
+      const i = at(log.lines, 6);
+      const text = canonicalJson({ ...event(6), tool: 'delete_issue' });
+      const rewritten = log.lines.map((l, n) => (n === i ? `{"index":6,"event":${text},"leaf_hash":"${leafHash(Buffer.from(text)).toString('hex')}"}` : l))
+        .filter((l) => l !== JSON.stringify({ checkpoint: log.notes.get(12) }));
+      const report = await verifyExport(rewritten, { verifiers, trusted: [log.notes.get(12) as string] });
+      assert.equal(report.ok, false);
+      assert.equal(report.firstBadIndex, 4);
+      assert.match(report.problems[0] ?? '', /events 4\.\.11 do not match trusted checkpoint 1, signed at size 12/);
+      const forged = signCheckpoint({ origin: ORIGIN, size: 12, rootHash: Buffer.alloc(32), time: 0 }, forger);
+      const refused = await verifyExport(log.lines, { verifiers, trusted: [forged] });
+      assert.equal(refused.ok, false);
+      assert.match(refused.problems[0] ?? '', /trusted checkpoint 1 is refused/);
+    });
+  });
+});

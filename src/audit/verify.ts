@@ -74,6 +74,12 @@ export interface VerifyOptions {
   origin?: string;
   /** Called every PROGRESS_EVERY events and at the end with the events verified so far. */
   onProgress?: (done: number, total?: number) => void;
+  /**
+   * Checkpoints the verifier already holds (signed notes, e.g. from `mandate audit checkpoint`
+   * earlier): the export must reach each one's size and match its root there. This catches a log
+   * cut back together with its later checkpoints, which the export alone cannot show.
+   */
+  trusted?: readonly string[];
 }
 
 export interface VerifyReport {
@@ -400,7 +406,11 @@ class ExportVerifier {
   take(line: string): Promise<void> | undefined {
     this.#line += 1;
     if (line.length > MAX_LINE_LENGTH) throw new Failure(`line ${this.#line} is longer than ${MAX_LINE_LENGTH} characters`, this.#tree.size);
-    if (this.#line === 1) return this.#header(line);
+    if (this.#line === 1) {
+      this.#header(line);
+      this.#openTrusted();
+      return undefined;
+    }
     if (this.#beyondEnd) {
       const { size, line: at } = this.#beyondEnd;
       throw new Failure(`the checkpoint on line ${at}, signed at size ${size}, comes before events ${this.#tree.size}..${size - 1} it covers`, this.#tree.size);
@@ -430,6 +440,28 @@ class ExportVerifier {
     return undefined;
   }
 
+  /** The trusted checkpoints by size, opened (signature and origin checked) after the header. */
+  #pins = new Map<number, { root: Buffer; at: number }>();
+
+  #openTrusted(): void {
+    (this.#opts.trusted ?? []).forEach((note, i) => {
+      const c = openCheckpoint(note, this.#opts.verifiers, this.#origin, `trusted checkpoint ${i + 1}`);
+      this.#origin ??= c.origin;
+      if (c.size <= this.#from && this.#from > 0) return; // before this export: nothing to compare
+      this.#pins.set(c.size, { root: Buffer.from(c.rootHash), at: i + 1 });
+    });
+    const empty = this.#pins.get(0);
+    if (empty && !this.#tree.root().equals(empty.root)) throw new Failure('trusted checkpoint of size 0 does not match the empty log');
+  }
+
+  /** Compares the tree with a trusted checkpoint of its current size, if one is held. */
+  #checkPin(): void {
+    const pin = this.#pins.get(this.#tree.size);
+    if (!pin || this.#tree.root().equals(pin.root)) return;
+    const start = this.#verified ?? this.#from;
+    throw new Failure(`the events ${start}..${this.#tree.size - 1} do not match trusted checkpoint ${pin.at}, signed at size ${this.#tree.size}: the log was changed after it was signed`, start);
+  }
+
   #record({ index, event, leafHash }: RawRecord): Promise<void> | undefined {
     const expected = this.#tree.size;
     if (index < expected) throw new Failure(`event ${index} appears twice or out of order: line ${this.#line} holds it where event ${expected} is expected`, index);
@@ -440,6 +472,7 @@ class ExportVerifier {
       throw new Failure(`event ${index} was changed: its leaf hash does not match (line ${this.#line})`, index);
     }
     this.#tree.append(hash);
+    if (this.#pins.size > 0) this.#checkPin();
     const wait = this.#checks.add(event, index, this.#line);
     if (this.#checks.fault) throw faultFailure(this.#checks.fault);
     const done = this.#tree.size - this.#from;
@@ -493,6 +526,8 @@ class ExportVerifier {
       throw new Failure(`the log lost events ${seen}..${size - 1}: the checkpoint on line ${line} was signed at size ${size}, but the export ends after ${seen} events`, seen);
     }
     this.#opts.onProgress?.(seen - this.#from);
+    const lost = [...this.#pins.entries()].filter(([size]) => size > seen).sort(([a], [b]) => a - b)[0];
+    if (lost) throw new Failure(`the log lost events ${seen}..${lost[0] - 1}: trusted checkpoint ${lost[1].at} was signed at size ${lost[0]}, but the export ends after ${seen} events`, seen);
     const verified = this.#verified;
     if (verified === undefined || (verified === this.#from && seen > this.#from)) {
       throw new Failure(seen > this.#from ? `no signed checkpoint covers any of events ${this.#from}..${seen - 1}` : 'the export holds no signed checkpoint');

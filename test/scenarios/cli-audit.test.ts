@@ -29,6 +29,7 @@ describe('mandate audit verify, offline', () => {
   let lines: string[];
   let inclusion: InclusionProofBundle;
   let consistency: ConsistencyProofBundle;
+  let lastNote: string;
   const run = (args: string[], input?: string) => spawnSync(process.execPath, [BIN, 'audit', ...args], { encoding: 'utf8', timeout: 60_000, input });
 
   before(async () => {
@@ -43,6 +44,7 @@ describe('mandate audit verify, offline', () => {
         })));
         notes.set(size, await log.checkpoint());
       }
+      lastNote = notes.get(300) as string;
       const out = createWriteStream(exportFile);
       await exportAuditLog(store, out);
       out.end();
@@ -96,6 +98,15 @@ describe('mandate audit verify, offline', () => {
     assert.equal(report.ok, false);
     assert.equal(report.firstBadIndex, 77);
     assert.match(report.problems[0], /^event 77 is missing/);
+
+    // Cut back together with its last checkpoint, the export looks whole; a kept checkpoint shows the loss.
+    const cut = tampered('cut.jsonl', (l) => l.slice(0, recordLine(260)));
+    assert.equal(run(['verify', '--key', `@${keyFile}`, cut]).status, 0);
+    const kept = join(dir, 'kept.note');
+    writeFileSync(kept, lastNote);
+    const caught = run(['verify', '--key', `@${keyFile}`, '--checkpoint', kept, cut]);
+    assert.equal(caught.status, 1, caught.stdout + caught.stderr);
+    assert.match(caught.stdout, /the log lost events 260\.\.299: trusted checkpoint 1 was signed at size 300/);
 
     const truncated = tampered('truncated.jsonl', (l) => [...l.slice(0, recordLine(280)), l.at(-1) as string]);
     const lost = run(['verify', '--key', `@${keyFile}`, truncated]);

@@ -94,7 +94,7 @@ async function reading<T>(file: string, read: () => T | Promise<T>): Promise<T> 
   }
 }
 
-async function verifyFile(file: string, opts: { verifiers: NoteVerifier[]; origin?: string }): Promise<VerifyReport> {
+async function verifyFile(file: string, opts: { verifiers: NoteVerifier[]; origin?: string; trusted?: string[] }): Promise<VerifyReport> {
   const fromStdin = file === '-';
   const size = fromStdin ? 0 : await reading(file, () => statSync(file).size);
   const bar = size >= PROGRESS_MIN_BYTES ? progressBar('verifying |{bar}| {percentage}% | {read}/{size} MiB | {eta_formatted} left', size, { read: '0', size: mib(size) }) : undefined;
@@ -146,19 +146,25 @@ function verifyCommand(audit: Command): void {
     .requiredOption('--key <key>', 'the log\'s verifier key, or @file of keys one per line (repeatable)', collect)
     .option('--origin <origin>', 'the log\'s origin every checkpoint must carry (default: the export\'s)')
     .option('--proof <bundle>', 'verify this inclusion or consistency proof bundle instead of an export')
+    .option('--checkpoint <file>', 'a signed checkpoint you already hold (from `mandate audit checkpoint`): the export must reach and match it (repeatable)', collect)
     .addHelpText('after', `
 Exits 0 when everything verifies, 1 naming the first bad index otherwise (--json: the whole report).
-Events after the last signed checkpoint cannot be vouched for: they are reported as a warning.
+Events after the last signed checkpoint cannot be vouched for: they are reported as a warning. A log
+cut back together with its later checkpoints looks complete on its own: pass a checkpoint you kept
+(--checkpoint) and the export must reach it.
 
 Examples:
   $ mandate audit key > audit.vkey
   $ mandate audit export --out audit.jsonl
   $ mandate audit verify --key @audit.vkey audit.jsonl
   $ mandate audit verify --key @audit.vkey --origin example.org/mandate/audit - < audit.jsonl
+  $ mandate audit checkpoint > kept.note          # keep one now, check against it later
+  $ mandate audit verify --key @audit.vkey --checkpoint kept.note audit.jsonl
   $ mandate audit proof inclusion 1234 --out event-1234.json
   $ mandate audit verify --key @audit.vkey --proof event-1234.json`)
-    .action(async (file: string | undefined, o: { key: string[]; origin?: string; proof?: string }, cmd: Command) => {
+    .action(async (file: string | undefined, o: { key: string[]; origin?: string; proof?: string; checkpoint?: string[] }, cmd: Command) => {
       const opts = { verifiers: readVerifierKeys(o.key), ...(o.origin !== undefined && { origin: o.origin }) };
+      const trusted = (o.checkpoint ?? []).map((f) => reading(f, () => readFileSync(f, 'utf8')));
       if (o.proof !== undefined) {
         if (file !== undefined) throw new MandateError('ERR_BAD_REQUEST', 'give either an export file or --proof, not both');
         const report = verifyBundle(await readBundle(o.proof), opts);
@@ -168,7 +174,7 @@ Examples:
         return;
       }
       if (file === undefined) throw new MandateError('ERR_BAD_REQUEST', 'name the export to verify (a file, or - for standard input), or pass --proof');
-      const report = await verifyFile(file, opts);
+      const report = await verifyFile(file, { ...opts, trusted: await Promise.all(trusted) });
       if (json(cmd)) print(report, true);
       else printExportReport(report, file === '-' ? '(stdin)' : file);
       if (!report.ok) process.exitCode = 1;
