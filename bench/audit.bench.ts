@@ -11,8 +11,12 @@
  *   reading the same file the same way and computing one SHA-256 per line.
  * - Inclusion and consistency proofs through AuditLog over SQLite at 10^3, 10^5 and 10^6 events:
  *   size in hashes and bytes (baseline log2 n) and time (baseline: the time at 10^3), plus the time
- *   to open the log (which reads every leaf hash once). The store is filled with
- *   `appendAuditRecords` in batches of 10,000.
+ *   to open the log (which reads every leaf hash once), and the time of two store queries (an
+ *   agent's next 100 events, a trace id's events; baseline: reading as many records by index). The
+ *   store is filled with `appendAuditRecords` in batches of 10,000.
+ *
+ * BENCH_AUDIT_PARTS (sqlite,postgres,verify,proofs) runs some parts only; results are then printed,
+ * not written.
  */
 import { hash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
@@ -41,7 +45,11 @@ const PRODUCERS = Number(process.env.BENCH_AUDIT_PRODUCERS ?? 256);
 const VERIFY_EVENTS = Number(process.env.BENCH_AUDIT_VERIFY_EVENTS ?? 1_000_000);
 const PROOF_SIZES = (process.env.BENCH_AUDIT_PROOF_SIZES ?? '1000,100000,1000000').split(',').map(Number);
 const PROOFS_PER_SIZE = 500;
+const QUERIES_PER_SIZE = 200;
 const FILL_BATCH = 10_000;
+/** Which parts to run (comma-separated); results are written only when all of them ran. */
+const ALL_PARTS = ['sqlite', 'postgres', 'verify', 'proofs'] as const;
+const PARTS = new Set((process.env.BENCH_AUDIT_PARTS ?? ALL_PARTS.join(',')).split(',').map((p) => p.trim()));
 const APPEND_TARGET = 20_000;
 const VERIFY_TARGET_S = 10;
 
@@ -79,9 +87,14 @@ function benchEvent(n: number): AuditEvent {
   };
 }
 
-/** A stable 64-hex-digit value per event (digests and trace ids), cheap to make. */
+/**
+ * A stable 64-hex-digit value per event (its arguments digest; its trace and span ids are slices),
+ * unique and cheap to make. It starts with n scrambled (a bijection on 32 bits), so consecutive
+ * events' trace ids are far apart in key order, as random W3C trace ids are.
+ */
 function hashHex(n: number): string {
-  return (n.toString(16).padStart(8, '0') + 'a3f1c2e4b5d69788').repeat(3).slice(0, 64);
+  const spread = (Math.imul(n, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0');
+  return (spread + n.toString(16).padStart(8, '0') + 'a3f1c2e4b5d69788').repeat(2);
 }
 
 /**
@@ -295,6 +308,40 @@ async function timeProofs(make: (i: number) => Promise<Buffer[]>): Promise<Proof
   return { hashes: counts.reduce((a, b) => a + b, 0) / counts.length, maxHashes: Math.max(...counts), p50us: p50, p99us: p99 };
 }
 
+/** p50 (µs) of a query and of its baseline: reading as many records by index (`getAuditRecords`). */
+interface QueryFigures { p50us: number; baseUs: number }
+
+/**
+ * Store queries at random events i of a log of n bench records, each answer checked: the agent's
+ * next 100 events after i (event j's agent is worker-(j % 200), so i + 200, i + 400, …), and the
+ * events with i's trace id (i alone).
+ */
+async function timeQueries(store: Store, n: number, random: () => number): Promise<{ agent: QueryFigures; trace: QueryFigures }> {
+  const time = async (query: (i: number) => Promise<AuditRecord[]>, want: (i: number) => number[]): Promise<QueryFigures> => {
+    const latencies: number[] = [];
+    const baseline: number[] = [];
+    for (let k = -20; k < QUERIES_PER_SIZE; k++) { // 20 warm-up rounds
+      const i = Math.floor(random() * n);
+      let t = performance.now();
+      const got = (await query(i)).map((r) => r.index);
+      const queried = performance.now() - t;
+      if (got.join() !== want(i).join()) throw new Error(`query at event ${i} of ${n} answered ${got.length} events, not the ${want(i).length} expected`);
+      t = performance.now();
+      await store.getAuditRecords(i, i + got.length);
+      if (k < 0) continue;
+      latencies.push(queried * 1000);
+      baseline.push((performance.now() - t) * 1000);
+    }
+    return { p50us: summarise(latencies, 1).p50, baseUs: summarise(baseline, 1).p50 };
+  };
+  const agent = await time(
+    (i) => store.queryAuditRecords({ agent: benchEvent(i).agent, afterIndex: i, limit: 100 }),
+    (i) => Array.from({ length: Math.min(100, Math.floor((n - 1 - i) / 200)) }, (_, k) => i + 200 * (k + 1)),
+  );
+  const trace = await time((i) => store.queryAuditRecords({ traceId: benchEvent(i).traceId, afterIndex: -1, limit: 100 }), (i) => [i]);
+  return { agent, trace };
+}
+
 /** A fixed pseudo-random sequence, so every run proves the same indices. */
 function sequence(seed: number): () => number {
   let x = seed;
@@ -317,6 +364,8 @@ async function proofs(dir: string): Promise<Result[]> {
       }
       size = n;
       const fillS = (performance.now() - t) / 1000;
+      // A turn of the event loop, as a server gives between requests: the store indexes for queries then.
+      await new Promise((resolve) => setImmediate(resolve));
       let opened = performance.now();
       const log = await AuditLog.open({ store, origin: ORIGIN, signer });
       const openS = (performance.now() - opened) / 1000;
@@ -344,6 +393,11 @@ async function proofs(dir: string): Promise<Result[]> {
         );
       }
       results.push(result(`open the log at ${n} events (baseline: reading its leaf hashes)`, openS * 1000, readS * 1000, null, 'ms'));
+      const queries = await timeQueries(store, n, random);
+      for (const [label, q] of [['an agent\'s next 100 events after a random one', queries.agent], ['the events of a random event\'s trace id', queries.trace]] as const) {
+        console.log(`  query, ${label}: p50 ${q.p50us.toFixed(0)} us; as many records read by index ${q.baseUs.toFixed(0)} us`);
+        results.push(result(`query at ${n} events, ${label}: time p50 (baseline: as many records read by index)`, q.p50us, q.baseUs, null, 'us'));
+      }
       await log.close();
     }
   } finally {
@@ -357,17 +411,19 @@ export async function runAuditBench(): Promise<Result[]> {
   const dir = mkdtempSync(join(tmpdir(), 'mandate-audit-bench-'));
   const results: Result[] = [];
   try {
-    results.push(...(await sqliteAppends(dir)));
+    if (PARTS.has('sqlite')) results.push(...(await sqliteAppends(dir)));
     const url = process.env.DATABASE_URL;
-    if (url) results.push(...(await postgresAppends(url)));
+    if (!PARTS.has('postgres')) console.log('PostgreSQL appends not selected');
+    else if (url) results.push(...(await postgresAppends(url)));
     else console.log('DATABASE_URL is unset: PostgreSQL appends not measured');
-    results.push(...(await verification(dir)));
-    results.push(...(await proofs(dir)));
+    if (PARTS.has('verify')) results.push(...(await verification(dir)));
+    if (PARTS.has('proofs')) results.push(...(await proofs(dir)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   console.log(`machine: ${machine()}`);
-  console.log(`wrote ${writeResults('audit', results)}`);
+  if (ALL_PARTS.every((p) => PARTS.has(p))) console.log(`wrote ${writeResults('audit', results)}`);
+  else console.log(`BENCH_AUDIT_PARTS=${[...PARTS].join(',')}: a partial run, results not written`);
   return results;
 }
 

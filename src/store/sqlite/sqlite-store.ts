@@ -201,11 +201,17 @@ const AUDIT_SEARCH_FIELDS = [
 ] as const;
 
 /**
- * Unindexed audit records that make the store index them right after the commit that brought
- * them to this many. The larger, the more events of one key share each index page written, and
- * the more records a query reads from the log directly (at most about this many).
+ * Unindexed audit records at which the store indexes them, in the next turn of the event loop
+ * after the commit that made them this many. The larger, the more events of one key share each
+ * index page written, and the more records a query reads from the log directly.
  */
 const AUDIT_SEARCH_BATCH = 8192;
+/**
+ * Unindexed records at which an append indexes them itself, after its commit: the background
+ * indexing waits for a turn of the event loop, which a caller appending in a tight loop of
+ * promises never gives. Bounds what a query reads from the log directly.
+ */
+const AUDIT_SEARCH_MAX_BEHIND = 4 * AUDIT_SEARCH_BATCH;
 /** Longest a record waits to be indexed when fewer than AUDIT_SEARCH_BATCH follow it (ms). */
 const AUDIT_SEARCH_DELAY_MS = 1000;
 /** Most records indexed per transaction (a store opened after a long unindexed run). */
@@ -1116,14 +1122,16 @@ class AuditSearch {
     return this.stmt('SELECT indexed_upto FROM audit_search_state WHERE id = 1').pluck().get() as number;
   }
 
-  /** Called after each durable append: schedules indexing, never does it inside the append. */
+  /** Called after each durable append (never inside its transaction): schedules indexing. */
   appended(records: number): void {
     this.#unindexed += records;
-    if (this.#unindexed >= AUDIT_SEARCH_BATCH) this.#soon ??= setImmediate(() => this.#background());
-    else this.#later ??= setTimeout(() => this.#background(), AUDIT_SEARCH_DELAY_MS).unref();
+    if (this.#unindexed >= AUDIT_SEARCH_MAX_BEHIND) this.#indexNow();
+    else if (this.#unindexed >= AUDIT_SEARCH_BATCH) this.#soon ??= setImmediate(() => this.#indexNow());
+    else this.#later ??= setTimeout(() => this.#indexNow(), AUDIT_SEARCH_DELAY_MS).unref();
   }
 
-  #background(): void {
+  /** Indexes now; a failure must not fail the append that led here, which is durable already. */
+  #indexNow(): void {
     this.#cancel();
     try {
       this.indexAll();
