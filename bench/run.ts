@@ -1,6 +1,7 @@
 /** `npm run bench`: every benchmark, each writing bench/results/<name>.json. */
 import { runAuditBench } from './audit.bench.ts';
 import { runDelegationBench } from './delegation.bench.ts';
+import { runGatewayBench } from './gateway.bench.ts';
 import { runIdentityBench } from './identity.bench.ts';
 import { runPolicyBench } from './policy.bench.ts';
 
@@ -8,3 +9,4 @@ await runIdentityBench();
 await runDelegationBench();
 await runPolicyBench();
 await runAuditBench();
+await runGatewayBench();
