@@ -196,14 +196,14 @@ function checkHeader(header: Record<string, unknown>, algorithms: readonly strin
 }
 
 /** Imports the proof's key (cached per key) and checks the signature; returns the key's thumbprint. */
-function checkSignature(signingInput: string, signature: Buffer, alg: string, jwk: JWK): string {
+async function checkSignature(signingInput: string, signature: Buffer, alg: string, jwk: JWK): Promise<string> {
   let imported;
   try {
     imported = proofKey(jwk);
   } catch (err) {
     throw invalid(`DPoP proof jwk is not a usable ${alg} public key: ${(err as Error).message}`, err);
   }
-  if (!verifyJwsSignature(signingInput, signature, alg, imported.key)) throw invalid('DPoP proof signature does not verify with its jwk');
+  if (!(await verifyJwsSignature(signingInput, signature, alg, imported.key))) throw invalid('DPoP proof signature does not verify with its jwk');
   return imported.jkt;
 }
 
@@ -280,7 +280,7 @@ export async function verifyDpopProof(proof: string | string[] | undefined, req:
   // jose would accept a signature part that differs only in unused trailing bits; an alias is refused.
   const signature = decodeBase64UrlStrict(s);
   if (signature === undefined || signature.length === 0) throw invalid('DPoP proof signature is not base64url');
-  const jkt = checkSignature(`${h}.${p}`, signature, alg, jwk);
+  const jkt = await checkSignature(`${h}.${p}`, signature, alg, jwk);
   const claims = requiredClaims(payload);
 
   if (claims.htm !== req.method) throw invalid(`DPoP proof htm ${claims.htm} does not match the request method ${req.method}`);
