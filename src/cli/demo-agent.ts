@@ -29,6 +29,7 @@ import { IdentityClient } from '../sdk/identity/client.ts';
 import { generateKeyAndCsr } from '../sdk/identity/csr.ts';
 import { AdminClient } from './admin-client.ts';
 import { readDemoFile, type DemoFile } from './demo.ts';
+import { hiddenField, PageBrowser, type BrowserReply } from './page-browser.ts';
 
 export interface DemoAgentOptions {
   /** Where `mandate up --demo` wrote demo.json. */
@@ -138,55 +139,6 @@ async function getSvid(run: Run): Promise<SvidSource & { close(): Promise<void> 
 
 // ---------------------------------------------------------------------------------------------
 // 2. the mandate: alice's consent, over HTTP as her browser sends it
-
-interface BrowserReply {
-  status: number;
-  text: string;
-  location: URL | undefined;
-}
-
-/** A browser of fetch and a cookie jar for Mandate's own pages: no redirects followed, our Origin on forms. */
-class PageBrowser {
-  readonly #origin: string;
-  readonly #jar = new Map<string, string>();
-
-  constructor(server: string) {
-    this.#origin = new URL(server).origin;
-  }
-
-  get(path: string | URL): Promise<BrowserReply> {
-    return this.#send(path, { method: 'GET' });
-  }
-
-  post(path: string, form: Record<string, string>): Promise<BrowserReply> {
-    return this.#send(path, { method: 'POST', body: new URLSearchParams(form).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: this.#origin } });
-  }
-
-  async #send(path: string | URL, init: { method: string; body?: string; headers?: Record<string, string> }): Promise<BrowserReply> {
-    const url = new URL(path, this.#origin);
-    if (url.origin !== this.#origin) throw new MandateError('ERR_SERVER_RESPONSE_INVALID', `the pages sent the browser to ${url.origin}, not to Mandate`);
-    const headers: Record<string, string> = { ...init.headers };
-    if (this.#jar.size > 0) headers.cookie = [...this.#jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await fetch(url, { ...init, headers, redirect: 'manual', signal: AbortSignal.timeout(10_000) });
-    for (const line of res.headers.getSetCookie()) {
-      const [pair = ''] = line.split(';', 1);
-      const eq = pair.indexOf('=');
-      if (eq <= 0) continue;
-      const value = pair.slice(eq + 1).trim();
-      if (value === '' || /;\s*max-age=0\b/i.test(line)) this.#jar.delete(pair.slice(0, eq).trim());
-      else this.#jar.set(pair.slice(0, eq).trim(), value);
-    }
-    const location = res.headers.get('location');
-    return { status: res.status, text: await res.text(), location: location === null ? undefined : new URL(location, url) };
-  }
-}
-
-/** The value of a hidden form field, entities undone. */
-function hiddenField(html: string, name: string): string {
-  const found = new RegExp(`name="${name}" value="([^"]*)"`).exec(html);
-  if (!found) throw new MandateError('ERR_SERVER_RESPONSE_INVALID', `the page has no form field "${name}"`);
-  return (found[1] as string).replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-}
 
 /** A redirect from the pages, or a refusal naming the step and what the page said. */
 function redirected(reply: BrowserReply, step: string): URL {

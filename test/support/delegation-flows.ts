@@ -1,7 +1,6 @@
 /**
- * Helpers for the delegation flow scenarios (test/scenarios/delegation-flows.test.ts): a browser made
- * of `fetch` and a cookie jar (no redirects followed, our own Origin on POSTs, optionally a public
- * URL that differs from the listening address, as behind a reverse proxy), the authorization request
+ * Helpers for the delegation flow scenarios (test/scenarios/delegation-flows.test.ts): the page
+ * browser (src/cli/page-browser.ts), the authorization request
  * walked to the consent page with password or external-provider sign-in, the consent approved, and a
  * client's metadata document served from a local HTTP server.
  */
@@ -9,66 +8,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hiddenField, PageBrowser as CookieBrowser, type BrowserReply } from '../../src/cli/page-browser.ts';
 import type { TestIdp } from '../../src/delegation/principals/oidc-provider.fixture.ts';
 
-/** What the browser got back for one request. */
-export interface BrowserReply {
-  status: number;
-  headers: Headers;
-  text: string;
-  /** The Location header resolved against the URL the browser asked for. */
-  location: URL | undefined;
-}
-
-/**
- * One browser talking to one Mandate. It believes Mandate lives at `publicOrigin` (the issuer's
- * origin: what it sends as Origin and resolves relative redirects against); requests for that origin
- * go to `serverUrl`, the address Mandate actually listens on (the same unless a proxy is imitated).
- */
-export class CookieBrowser {
-  readonly publicOrigin: string;
-  readonly #serverUrl: string;
-  readonly #jar = new Map<string, string>();
-
-  constructor(publicOrigin: string, serverUrl: string = publicOrigin) {
-    this.publicOrigin = new URL(publicOrigin).origin;
-    this.#serverUrl = new URL(serverUrl).origin;
-  }
-
-  /** True when the jar holds a cookie of that name. */
-  has(cookie: string): boolean {
-    return this.#jar.has(cookie);
-  }
-
-  get(url: string | URL): Promise<BrowserReply> {
-    return this.#send(url, { method: 'GET' });
-  }
-
-  /** A form POST as our own pages send it: urlencoded, with the Origin of Mandate's pages. */
-  post(url: string | URL, form: Record<string, string>, origin = this.publicOrigin): Promise<BrowserReply> {
-    return this.#send(url, { method: 'POST', body: new URLSearchParams(form).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', origin } });
-  }
-
-  async #send(url: string | URL, init: { method: string; body?: string; headers?: Record<string, string> }): Promise<BrowserReply> {
-    const addressed = new URL(url, this.publicOrigin);
-    assert.equal(addressed.origin, this.publicOrigin, `this browser only visits Mandate (${this.publicOrigin}), not ${addressed.origin}`);
-    const target = new URL(addressed.pathname + addressed.search, this.#serverUrl);
-    const headers: Record<string, string> = { ...init.headers };
-    if (this.#jar.size > 0) headers.cookie = [...this.#jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await fetch(target, { ...init, headers, redirect: 'manual' });
-    for (const line of res.headers.getSetCookie()) {
-      const pair = line.split(';', 1)[0] ?? '';
-      const eq = pair.indexOf('=');
-      if (eq <= 0) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      if (/;\s*max-age=0\b/i.test(line) || value === '') this.#jar.delete(name);
-      else this.#jar.set(name, value);
-    }
-    const location = res.headers.get('location');
-    return { status: res.status, headers: res.headers, text: await res.text(), location: location === null ? undefined : new URL(location, addressed) };
-  }
-}
+/** The browser the demo agent uses, under the name these scenarios know it by. */
+export { CookieBrowser, hiddenField, type BrowserReply };
 
 /** PKCE (RFC 7636): a fresh verifier and its S256 challenge. */
 export function pkcePair(): { verifier: string; challenge: string } {
@@ -95,13 +39,6 @@ export function authorizationUrl(issuer: string, r: AuthorizationRequest): URL {
   };
   for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, v);
   return url;
-}
-
-/** The value of a hidden form field, HTML entities undone. */
-export function hiddenField(html: string, name: string): string {
-  const found = new RegExp(`name="${name}" value="([^"]*)"`).exec(html);
-  assert.ok(found, `the page has no hidden field ${name}`);
-  return (found[1] as string).replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
 /**
