@@ -11,8 +11,11 @@ const BIN = join(process.cwd(), 'bin/mandate.js');
 
 export interface CliRun { status: number | null; stdout: string; stderr: string }
 
+/** Where the program talks to: a test Mandate, or any admin API with its token. */
+export type CliTarget = Pick<TestMandate, 'url' | 'adminToken'>;
+
 /** A runner bound to a server (MANDATE_SERVER and MANDATE_ADMIN_TOKEN set from it). */
-export function cliFor(server: () => TestMandate): { run(args: string[], input?: string): Promise<CliRun>; ok(args: string[], input?: string): Promise<string> } {
+export function cliFor(server: () => CliTarget): { run(args: string[], input?: string): Promise<CliRun>; ok(args: string[], input?: string): Promise<string> } {
   const run = (args: string[], input = ''): Promise<CliRun> => new Promise((resolve, reject) => {
     const m = server();
     const child = spawn(process.execPath, [BIN, ...args], {

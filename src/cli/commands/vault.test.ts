@@ -1,39 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { cliFor } from '../../../test/support/cli.ts';
 import { startVaultApi, type VaultApi } from '../../server/routes/admin-vault.fixture.ts';
 
-/** The real `mandate` program. */
-const BIN = fileURLToPath(new URL('../../../bin/mandate.js', import.meta.url));
 const VALUE = 'xoxb-cliValueFromStdin-0123456789';
 
 let api: VaultApi;
 
-interface Run { status: number | null; stdout: string; stderr: string }
-
-/** Runs `mandate vault ...` in a child process with `input` on its stdin. */
-function mandate(args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, MANDATE_SERVER: api.url, MANDATE_ADMIN_TOKEN: 'test-admin-token' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
-async function ok(args: string[], input = ''): Promise<string> {
-  const run = await mandate(args, input);
-  assert.equal(run.status, 0, `mandate ${args.join(' ')} failed: ${run.stderr}`);
-  return run.stdout;
-}
+/** The real `mandate` program against the vault API. */
+const { run: mandate, ok } = cliFor(() => ({ url: api.url, adminToken: 'test-admin-token' }));
 
 before(async () => {
   api = await startVaultApi();
