@@ -364,6 +364,8 @@ export class Gateway {
 
   async #post(m: Mounted, req: IncomingMessage, res: ServerResponse, caller: Caller, signal: AbortSignal): Promise<void> {
     const limits = this.#o.config.limits;
+    const type = (header(req, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json') throw new MandateError('ERR_UNSUPPORTED_MEDIA_TYPE', `an MCP message is sent as application/json (got ${type ? type.slice(0, 100) : 'no content type'})`);
     const raw = await readBody(req, limits.maxBodyBytes);
     const body = parseMessages(raw, { maxBytes: limits.maxBodyBytes, maxBatch: limits.maxBatch, maxDepth: limits.maxDepth });
     if (!body.batch && body.items[0]?.ok) {

@@ -136,6 +136,9 @@ describe('the gateway under hostile input', { timeout: 60_000 }, () => {
       assert.equal(res.status, status, `${what}: ${JSON.stringify(res.body)}`);
       if (status !== 413) assert.equal(res.body.error?.code, code, what);
     }
+    const notJson = await post(rpc('ping'), { 'content-type': 'text/plain' });
+    assert.equal(notJson.status, 415);
+    assert.equal(notJson.body.error, 'ERR_UNSUPPORTED_MEDIA_TYPE');
     const invalid = await post(JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'ping' }));
     assert.equal(invalid.body.error?.code, JSONRPC_ERROR.INVALID_REQUEST);
     const unknown = await post(rpc('sampling/createMessage', {}));
