@@ -272,16 +272,9 @@ export class Gateway {
     const action = { kind: 'http' as const, server: m.config.name, method, pathTemplate: route.path };
     const limited = await this.#rateLimit(caller, `${method} ${route.path}`);
     const decision = limited ? undefined : this.#policy.decide(await this.#policy.request(caller, action));
-    const record = (outcome: { status?: number; error?: string }, refusal?: string) => this.#o.audit.record({
-      type: 'gateway.decision', outcome: refusal || outcome.error ? 'failure' : 'success',
-      agent: caller.agent, principal: caller.principal, mandateId: caller.token.mandateId, chain: caller.token.chain, clientId: caller.token.claims.client_id,
-      resource: m.resource, action: `${method} ${route.path}`, tool: `${method} ${route.path}`,
-      decision: decision
-        ? { decision: decision.decision, policies: decision.policies, policySetVersion: decision.policySetVersion, reasons: decision.reasons }
-        : { decision: 'deny', policies: [], reasons: [refusal ?? ''] },
-      result: { ...outcome, durationMs: Math.round(performance.now() - started) },
-      sourceAddress: caller.sourceAddress, detail: { server: m.config.name },
-    });
+    const routeName = `${method} ${route.path}`;
+    const record = (outcome: { status?: number; error?: string }, refusal?: string) =>
+      this.#recordDecision(m, caller, { action: routeName, tool: routeName, decision, refusal }, outcome, started);
     if (limited) {
       await record({ status: 429 }, limited.message);
       return sendJson(res, 429, { error: 'ERR_RATE_LIMITED', message: limited.message }, { 'retry-after': String(limited.retryAfter) });
@@ -524,22 +517,38 @@ export class Gateway {
 
   #record(m: Mounted, caller: Caller, d: Decided, result: { status?: number; error?: string }, started: number): Promise<unknown> {
     const a = d.action;
+    return this.#recordDecision(m, caller, {
+      action: d.request.method, tool: a?.tool?.name ?? a?.prompt ?? a?.resourceUri, arguments: a?.arguments,
+      decision: d.decision, refusal: d.refusal?.error.message,
+    }, result, started);
+  }
+
+  /**
+   * The `gateway.decision` audit event of one call: who, for whom, under which mandate, what, the
+   * decision (or the gateway's own refusal) and the outcome.
+   */
+  #recordDecision(
+    m: Mounted, caller: Caller,
+    call: { action: string; tool: string | undefined; arguments?: unknown; decision: Decision | undefined; refusal: string | undefined },
+    result: { status?: number; error?: string }, started: number,
+  ): Promise<unknown> {
     const t = caller.token;
+    const d = call.decision;
     const event: AuditInput = {
       type: 'gateway.decision',
-      outcome: d.refusal || result.error !== undefined ? 'failure' : 'success',
+      outcome: call.refusal !== undefined || result.error !== undefined ? 'failure' : 'success',
       agent: caller.agent,
       principal: caller.principal,
       mandateId: t.mandateId,
       chain: t.chain,
       clientId: t.claims.client_id,
       resource: m.resource,
-      action: d.request.method,
-      tool: a?.tool?.name ?? a?.prompt ?? a?.resourceUri,
-      arguments: a?.arguments,
-      decision: d.decision
-        ? { decision: d.decision.decision, policies: d.decision.policies, policySetVersion: d.decision.policySetVersion, reasons: d.decision.reasons }
-        : d.refusal ? { decision: 'deny', policies: [], reasons: [d.refusal.error.message] } : undefined,
+      action: call.action,
+      tool: call.tool,
+      arguments: call.arguments,
+      decision: d
+        ? { decision: d.decision, policies: d.policies, policySetVersion: d.policySetVersion, reasons: d.reasons }
+        : call.refusal !== undefined ? { decision: 'deny', policies: [], reasons: [call.refusal] } : undefined,
       result: { ...result, durationMs: Math.round(performance.now() - started) },
       sourceAddress: caller.sourceAddress,
       detail: { server: m.config.name },
