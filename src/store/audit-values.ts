@@ -56,3 +56,15 @@ export function requireLogContinues(first: number, size: number): void {
     );
   }
 }
+
+/** Equality filters of an audit query, by query field: the same columns on both backends. */
+export const AUDIT_FILTER_COLUMNS = {
+  agent: 'agent',
+  principalIssuer: 'principal_issuer',
+  principalSubject: 'principal_subject',
+  mandateId: 'mandate_id',
+  tool: 'tool',
+  decision: 'decision',
+  traceId: 'trace_id',
+  type: 'type',
+} as const;

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { MandateError } from '../../errors.ts';
-import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
+import { AUDIT_FILTER_COLUMNS, checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
@@ -201,18 +201,6 @@ function requireCount(value: number, field: string, min: number): number {
   }
   return value;
 }
-
-/** Equality filters of an audit query, by query field. */
-const AUDIT_FILTER_COLUMNS = {
-  agent: 'agent',
-  principalIssuer: 'principal_issuer',
-  principalSubject: 'principal_subject',
-  mandateId: 'mandate_id',
-  tool: 'tool',
-  decision: 'decision',
-  traceId: 'trace_id',
-  type: 'type',
-} as const;
 
 /** Columns updateUser may change, by record field. */
 const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;

@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MandateError, isMandateError, messageOf } from '../../errors.ts';
-import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
+import { AUDIT_FILTER_COLUMNS, checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
@@ -175,18 +175,6 @@ function requireCount(value: number, field: string, min: number): number {
   }
   return value;
 }
-
-/** Equality filters of an audit query, by query field. */
-const AUDIT_FILTER_COLUMNS = {
-  agent: 'agent',
-  principalIssuer: 'principal_issuer',
-  principalSubject: 'principal_subject',
-  mandateId: 'mandate_id',
-  tool: 'tool',
-  decision: 'decision',
-  traceId: 'trace_id',
-  type: 'type',
-} as const;
 
 /**
  * Audit query fields whose entries live in audit_search (migration 5) rather than in an index of
