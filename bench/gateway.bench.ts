@@ -5,6 +5,8 @@
  *   (a) the upstream directly: a plain node:http MCP responder with a canned answer
  *       (gateway-upstream.ts), so what stands in front of it is measured by its own cost;
  *   (b) a bare reverse proxy: undici Pool to the upstream, bodies streamed, no checks (gateway-proxy.ts);
+ *   (b') the same proxy checking one signature per request, the DPoP proof's: the floor under any
+ *       gateway that verifies a proof per call, on this machine;
  *   (c) the gateway with full checks: a Mandate configured as the demo (gateway-server.ts) — DPoP-bound
  *       OBO token verified with a fresh DPoP proof per request, a policy decision, the audit record
  *       made durable (SQLite, group commit) before the answer, an OBO token and a Transaction Token
@@ -301,19 +303,22 @@ async function memoryRows(gateway: ChildServer<GatewayInfo>, proxy: ChildServer<
 async function fastUpstream(bench: Bench, signer: DpopSigner): Promise<Row[]> {
   const { upstream, gateway } = await startServers('canned')();
   const proxy = await startChild<ProxyInfo>('./gateway-proxy.ts', [upstream.info.url]);
+  const floorProxy = await startChild<ProxyInfo>('./gateway-proxy.ts', [upstream.info.url, 'verify-proof']);
   try {
     const agent = new Agent(signer, gateway);
     const token = await agent.token();
     bench.authorization = `DPoP ${token}`;
     bench.staticProof = await signer.proof('POST', gateway.info.url, { accessToken: token });
-    bench.watch = { upstream: upstream.pid, proxy: proxy.pid, gateway: gateway.pid };
+    bench.watch = { upstream: upstream.pid, proxy: proxy.pid, floor: floorProxy.pid, gateway: gateway.pid };
     const direct: Target = { label: '(a) upstream directly', url: upstream.info.url, upstream };
     const bare: Target = { label: '(b) bare undici proxy', url: proxy.info.url, upstream };
+    const floor: Target = { label: "(b') bare proxy + DPoP proof signature", url: floorProxy.info.url, upstream };
     const full = gatewayTarget('(c) gateway, full checks', gateway, signer, upstream);
 
     const idle = { rss: memoryOf(gateway.pid).rssMb, live: await gateway.query<number>('liveHeap') };
     const a = await bench.maxRate(direct, 20_000);
     const b = await bench.maxRate(bare, a.rate);
+    const f = await bench.maxRate(floor, b.rate);
     const c = await bench.maxRate(full, b.rate);
     const half = b.rate / 2;
     const bp = await bench.paced(bare, half);
@@ -326,7 +331,9 @@ async function fastUpstream(bench: Bench, signer: DpopSigner): Promise<Row[]> {
     const rates = [
       row('tools/call max rate, (a) upstream directly', 'req/s', a.rate, a.rate, a.load.end),
       row('tools/call max rate, (b) bare undici proxy', 'req/s', b.rate, a.rate, b.load.end),
+      row("tools/call max rate, (b') bare proxy + DPoP proof signature (the floor)", 'req/s', f.rate, b.rate, f.load.end),
       row('tools/call max rate, (c) gateway with full checks (target: 0.7 x (b))', 'req/s', c.rate, b.rate, c.load.end, { atLeast: TARGET_RATIO * b.rate }),
+      row("tools/call max rate, (c) gateway against (b') the floor", 'req/s', c.rate, f.rate, c.load.end),
       row('gateway CPU during (c) max rate (baseline: proxy during (b))', 'cores', c.processes.gateway?.cores ?? 0, b.processes.proxy?.cores ?? 0, c.load.end),
     ];
     const latency = [
@@ -335,7 +342,7 @@ async function fastUpstream(bench: Bench, signer: DpopSigner): Promise<Row[]> {
     ];
     return [...rates, ...latency, ...memory];
   } finally {
-    await Promise.all([proxy.close(), gateway.close()]);
+    await Promise.all([proxy.close(), floorProxy.close(), gateway.close()]);
     await upstream.close();
   }
 }

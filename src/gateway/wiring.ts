@@ -1,14 +1,14 @@
 /**
  * The gateway's parts as `mandate up` builds them from the configuration: the rate limiter (in
  * memory, or shared through Redis) and the upstream credentials (a short token of ours for the
- * upstream's audience carrying the same principal and act chain, or a vault secret, and a
- * Transaction Token).
+ * upstream's audience carrying the same principal and act chain, reused while half its life
+ * remains, or a vault secret, and a Transaction Token).
  */
 import { Redis } from 'ioredis';
 import type { GatewayConfig } from '../config/types.ts';
 import type { TokenSigningKeys } from '../delegation/tokens/signing-keys.ts';
 import { mintTxnToken, TXN_TOKEN_HEADER } from '../delegation/tokens/txn-token.ts';
-import { mintUpstreamToken } from '../delegation/tokens/upstream.ts';
+import { UpstreamTokens } from '../delegation/tokens/upstream.ts';
 import { currentTraceIds } from '../observability/tracing.ts';
 import type { Vault } from './vault.ts';
 import { MandateError } from '../errors.ts';
@@ -41,11 +41,12 @@ export interface UpstreamCredentialOptions {
  */
 export function upstreamCredentials(o: UpstreamCredentialOptions): UpstreamCredentials {
   const workload = `spiffe://${o.trustDomain}/mandate/gateway`;
+  const upstreamTokens = new UpstreamTokens(o.keys);
   return async (server, caller, call) => {
     const headers: Record<string, string> = {};
     const c = server.credential;
     if (c.type === 'obo_token') {
-      const { token } = await mintUpstreamToken(o.keys, caller.token, { issuer: o.issuer, audience: c.audience });
+      const { token } = await upstreamTokens.forCall(caller.token, { issuer: o.issuer, audience: c.audience });
       headers[c.header] = `${c.prefix}${token}`;
     } else if (c.type === 'secret') {
       const secret = await o.vault.forUpstream(server, caller.principal);

@@ -15,7 +15,7 @@ import { isOAuthError } from '../oauth/errors.ts';
 import { mintAccessToken, type MintInput } from './mint.ts';
 import type { RevocationCheck } from './revocation.ts';
 import { TokenSigningKeys } from './signing-keys.ts';
-import { mintUpstreamToken } from './upstream.ts';
+import { mintUpstreamToken, UpstreamTokens } from './upstream.ts';
 import { AccessTokenVerifier, type VerifiedAccessToken } from './verify.ts';
 
 const ISSUER = 'https://mandate.example.org';
@@ -145,5 +145,39 @@ describe('mintUpstreamToken', () => {
     const from = await inbound();
     await assert.rejects(mintUpstreamToken(keys, from, { issuer: ISSUER, audience: GATEWAY_RESOURCE }), code('ERR_CONFIG_INVALID', /bearer token for the gateway itself/));
     await assert.rejects(mintUpstreamToken(keys, from, { issuer: ISSUER, audience: '' }), code('ERR_CONFIG_INVALID', /audience/));
+  });
+});
+
+describe('UpstreamTokens', () => {
+  it('sends the same token again while half its life remains, then a new one', async () => {
+    const now = new Date();
+    const from = await inbound({}, now);
+    const tokens = new UpstreamTokens(keys);
+    const first = await tokens.forCall(from, { issuer: ISSUER, audience: UPSTREAM, now });
+    assert.equal(first.claims.exp - first.claims.iat, 60);
+    const at = (s: number) => new Date(now.getTime() + s * 1000);
+    assert.equal((await tokens.forCall(from, { issuer: ISSUER, audience: UPSTREAM, now: at(30) })).token, first.token, '30 s of 60 left');
+    const next = await tokens.forCall(from, { issuer: ISSUER, audience: UPSTREAM, now: at(31) });
+    assert.notEqual(next.token, first.token, '29 s left: a new one');
+    assert.equal(next.claims.iat, first.claims.iat + 31);
+  });
+
+  it('keeps agent tokens and audiences apart, and signs once for concurrent first calls', async () => {
+    const tokens = new UpstreamTokens(keys);
+    const one = await inbound();
+    const other = await inbound();
+    const together = await Promise.all(Array.from({ length: 5 }, () => tokens.forCall(one, { issuer: ISSUER, audience: UPSTREAM })));
+    assert.equal(new Set(together.map((t) => t.token)).size, 1);
+    assert.notEqual((await tokens.forCall(other, { issuer: ISSUER, audience: UPSTREAM })).token, together[0]?.token);
+    const elsewhere = await tokens.forCall(one, { issuer: ISSUER, audience: 'https://api.mail.example' });
+    assert.notEqual(elsewhere.token, together[0]?.token);
+    assert.equal(elsewhere.claims.aud, 'https://api.mail.example');
+  });
+
+  it('remembers no refusal', async () => {
+    const tokens = new UpstreamTokens(keys);
+    const from = await inbound();
+    await assert.rejects(tokens.forCall(from, { issuer: ISSUER, audience: UPSTREAM, ttlSeconds: 61 }), (err) => isMandateError(err, 'ERR_INTERNAL'));
+    assert.equal((await tokens.forCall(from, { issuer: ISSUER, audience: UPSTREAM })).claims.aud, UPSTREAM);
   });
 });

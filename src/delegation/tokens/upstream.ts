@@ -17,6 +17,7 @@
  *   headers.authorization = `Bearer ${token}`;
  */
 import { MandateError } from '../../errors.ts';
+import { GenerationalMap } from '../../util/generational-map.ts';
 import type { AccessTokenClaims } from './claims.ts';
 import { mintAccessToken } from './mint.ts';
 import type { TokenSigningKeys } from './signing-keys.ts';
@@ -67,4 +68,37 @@ export async function mintUpstreamToken(
     ttlSeconds: Math.min(ttl, remaining),
     now,
   });
+}
+
+/** Upstream tokens remembered per generation (GenerationalMap); at most twice this many. */
+const REMEMBERED_PER_GENERATION = 5_000;
+
+/**
+ * Upstream tokens reused across an agent's calls. An agent makes many calls with one token, and each
+ * would otherwise sign a new upstream token for the same principal, chain and audience. One is sent
+ * again while at least half of its life remains (so the upstream always gets at least 30 seconds of
+ * it), per agent token (its `jti`) and audience; concurrent first calls share one signing.
+ *
+ * @example
+ *   const upstreamTokens = new UpstreamTokens(delegation.keys);
+ *   const { token } = await upstreamTokens.forCall(verified, { issuer, audience });
+ */
+export class UpstreamTokens {
+  readonly #minted = new GenerationalMap<string, Promise<{ token: string; claims: AccessTokenClaims }>>(REMEMBERED_PER_GENERATION);
+
+  constructor(private readonly keys: TokenSigningKeys) {}
+
+  async forCall(from: VerifiedAccessToken, opts: UpstreamTokenOptions): Promise<{ token: string; claims: AccessTokenClaims }> {
+    const key = `${from.claims.jti} ${opts.audience}`;
+    const t = Math.floor((opts.now ?? new Date()).getTime() / 1000);
+    const known = this.#minted.get(key);
+    if (known !== undefined) {
+      const minted = await known.catch(() => undefined);
+      if (minted !== undefined && (minted.claims.exp - t) * 2 >= minted.claims.exp - minted.claims.iat) return minted;
+    }
+    const minting = mintUpstreamToken(this.keys, from, opts);
+    this.#minted.set(key, minting);
+    minting.catch(() => this.#minted.delete(key));
+    return minting;
+  }
 }

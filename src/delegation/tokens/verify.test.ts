@@ -306,3 +306,42 @@ describe('AccessTokenVerifier: refusals', () => {
     assert.equal((await v.verify(present(`Bearer ${fresh.token}`))).binding, 'none', 'tokens of the new key verify');
   });
 });
+
+describe('AccessTokenVerifier: tokens it has verified before', () => {
+  it('answers a repeat with the same frozen claims, and only while the token lives', async () => {
+    revocation.revoked = false;
+    const { token, claims } = await mint();
+    const v = verifier();
+    const first = await v.verify(present(`Bearer ${token}`));
+    const again = await v.verify(present(`Bearer ${token}`));
+    assert.equal(again.claims, first.claims, 'the remembered claims');
+    assert.ok(Object.isFrozen(again.claims) && Object.isFrozen(again.claims.act), 'shared by every call, so frozen');
+    const late = new Date((claims.exp + 31) * 1000);
+    await assert.rejects(v.verify(present(`Bearer ${token}`, { now: late })), refused('invalid_token', /it has expired/));
+    const { token: later, claims: laterClaims } = await mint({ nbf: Math.floor(Date.now() / 1000) } as Partial<MintInput>);
+    await v.verify(present(`Bearer ${later}`));
+    const early = new Date((laterClaims.iat - 31) * 1000);
+    await assert.rejects(v.verify(present(`Bearer ${later}`, { now: early })), refused('invalid_token', /claim nbf/));
+  });
+
+  it('does not take a token that differs by one character for the one it verified', async () => {
+    revocation.revoked = false;
+    const { token } = await mint();
+    const v = verifier();
+    await v.verify(present(`Bearer ${token}`));
+    const last = token.at(-2) === 'A' ? 'B' : 'A';
+    const altered = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+    await assert.rejects(v.verify(present(`Bearer ${altered}`)), refused('invalid_token', /signature does not verify/));
+  });
+
+  it('checks the binding and revocation on every call, remembered or not', async () => {
+    revocation.revoked = false;
+    const { token } = await mint({ cnf: { 'x5t#S256': certificateThumbprint(certificate) } });
+    const v = verifier();
+    await v.verify(present(`Bearer ${token}`, { clientCertificate: certificate }));
+    await assert.rejects(v.verify(present(`Bearer ${token}`, { clientCertificate: otherCertificate })), refused('invalid_token', /not the one the access token is bound to/));
+    revocation.revoked = true;
+    await assert.rejects(v.verify(present(`Bearer ${token}`, { clientCertificate: certificate })), refused('invalid_token', /revoked/));
+    revocation.revoked = false;
+  });
+});

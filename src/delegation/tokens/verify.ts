@@ -12,10 +12,11 @@
  *   const token = await verifier.verify({ authorization, dpop, method: 'POST', url, audience });
  *   token.principal.subject; token.actor; token.scopes
  */
-import type { X509Certificate } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createHash, type X509Certificate } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, type JWTHeaderParameters, type JWTVerifyGetKey } from 'jose';
 import { certificateThumbprint } from '../binding/mtls.ts';
 import { verifyDpopProof, type DpopVerifyOptions } from '../binding/dpop.ts';
+import { GenerationalMap } from '../../util/generational-map.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { actChain, scopesOf, type AccessTokenClaims } from './claims.ts';
 import { ACCESS_TOKEN_TYPE } from './mint.ts';
@@ -24,6 +25,8 @@ import type { TokenSigningKeys } from './signing-keys.ts';
 
 export const TOKEN_ALGORITHMS = ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'] as const;
 const MAX_TOKEN_LENGTH = 8 * 1024;
+/** Verified tokens remembered per generation (GenerationalMap); at most twice this many are remembered. */
+const REMEMBERED_PER_GENERATION = 5_000;
 
 export interface AccessTokenVerifierOptions {
   issuer: string;
@@ -77,24 +80,82 @@ function challenge(scheme: 'Bearer' | 'DPoP', error: string, description: string
   return { 'www-authenticate': `${scheme} error="${error}", error_description="${safe}"${extra}` };
 }
 
+/** A token whose signature verified: its claims, and the key that verified it. */
+interface Verified {
+  header: JWTHeaderParameters;
+  key: unknown;
+  claims: AccessTokenClaims;
+}
+
+/** The claims' `exp` and `nbf` against `now`, as jose checks them (seconds, with leeway). */
+function withinTimes(claims: AccessTokenClaims, now: Date | undefined, tolerance: number): boolean {
+  const t = Math.floor((now ?? new Date()).getTime() / 1000);
+  const nbf = (claims as { nbf?: number }).nbf;
+  return claims.exp > t - tolerance && (nbf === undefined || nbf <= t + tolerance);
+}
+
+/** Freezes the claims shared by every call that presents the same token. */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
 export class AccessTokenVerifier {
+  /**
+   * The tokens that verified, by a digest of the token (so memory stays bounded whatever their
+   * sizes). An agent presents the same token on every call for its whole lifetime, and the signature
+   * check is the dearest part of verifying it. A token counts as verified again only while the same
+   * key object is still what the key resolver gives for its header, so a retired or replaced key
+   * takes effect at once; the times are checked afresh on every call, and failures are never
+   * remembered.
+   */
+  readonly #verified = new GenerationalMap<string, Verified>(REMEMBERED_PER_GENERATION);
+
   constructor(private readonly opts: AccessTokenVerifierOptions) {}
 
-  /** Signature, `typ`, issuer and times; no audience, binding or revocation (introspection adds those it needs). */
+  /**
+   * Signature, `typ`, issuer and times; no audience, binding or revocation (introspection adds those
+   * it needs). A token that verified before, under a key still published, is not verified again.
+   * The claims returned are frozen: every call with the token shares them.
+   */
   async verifySignature(token: string, now?: Date): Promise<AccessTokenClaims> {
     if (token.length > MAX_TOKEN_LENGTH) throw new Error(`token is longer than ${MAX_TOKEN_LENGTH} characters`);
-    const { payload } = await jwtVerify(token, this.opts.keys, {
+    const tolerance = this.opts.clockToleranceSeconds ?? 30;
+    const digest = createHash('sha256').update(token).digest('base64');
+    const known = this.#verified.get(digest);
+    if (known !== undefined && withinTimes(known.claims, now, tolerance) && await this.#stillPublished(known)) return known.claims;
+
+    let used: { header: JWTHeaderParameters; key: unknown } | undefined;
+    const resolve: JWTVerifyGetKey = async (header, input) => {
+      const key = await this.opts.keys(header, input);
+      used = { header, key };
+      return key;
+    };
+    const { payload } = await jwtVerify(token, resolve, {
       issuer: this.opts.issuer,
       typ: ACCESS_TOKEN_TYPE,
       algorithms: [...TOKEN_ALGORITHMS],
-      clockTolerance: this.opts.clockToleranceSeconds ?? 30,
+      clockTolerance: tolerance,
       currentDate: now,
       requiredClaims: ['sub', 'aud', 'exp', 'iat', 'jti', 'client_id', 'principal_iss'],
     });
     const claims = payload as unknown as AccessTokenClaims;
     if (typeof claims.aud !== 'string') throw new Error('token must carry exactly one audience');
     actChain(claims.act);
+    if (used !== undefined) this.#verified.set(digest, { ...used, claims: deepFreeze(claims) });
     return claims;
+  }
+
+  /** True while the key resolver still gives the very key that verified the token. */
+  async #stillPublished(known: Verified): Promise<boolean> {
+    try {
+      return (await this.opts.keys(known.header, { payload: '', signature: '' })) === known.key;
+    } catch {
+      return false;
+    }
   }
 
   async verify(p: PresentedToken): Promise<VerifiedAccessToken> {

@@ -9,6 +9,7 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
+import { GenerationalMap } from '../../util/generational-map.ts';
 import { publicKeyOf } from '../bundle/jwt-authority.ts';
 
 interface Signer {
@@ -20,20 +21,8 @@ interface Signer {
 /** Entries per generation; at most twice this many are remembered. */
 const GENERATION_SIZE = 5_000;
 
-// Two generations instead of an exact LRU: evicting one entry at a time from the front of a Map
-// costs more than the lookups it saves. New and recently used entries live in `young`; when it is
-// full it becomes `old` and the previous `old` is dropped whole. Keyed by a digest of the whole token,
-// so memory stays bounded whatever the token sizes.
-let young = new Map<string, Signer>();
-let old = new Map<string, Signer>();
-
-function put(digest: string, signer: Signer): void {
-  if (young.size >= GENERATION_SIZE) {
-    old = young;
-    young = new Map();
-  }
-  young.set(digest, signer);
-}
+// Keyed by a digest of the whole token, so memory stays bounded whatever the token sizes.
+const remembered = new GenerationalMap<string, Signer>(GENERATION_SIZE);
 
 /**
  * @example const d = tokenDigest(token); if (!verifiedBefore(d, keys)) rememberSigner(d, await check(keys));
@@ -47,16 +36,11 @@ export function tokenDigest(token: string): string {
  * its key parameters unchanged).
  */
 export function verifiedBefore(digest: string, candidates: readonly JWK[]): boolean {
-  let signer = young.get(digest);
-  if (signer === undefined) {
-    signer = old.get(digest);
-    // Promote, so tokens in active use survive the next generation change.
-    if (signer !== undefined) put(digest, signer);
-  }
+  const signer = remembered.get(digest);
   return signer !== undefined && candidates.includes(signer.jwk) && publicKeyOf(signer.jwk) === signer.key;
 }
 
 /** Remembers that `jwk` verified the token with this digest. */
 export function rememberSigner(digest: string, jwk: JWK): void {
-  put(digest, { jwk, key: publicKeyOf(jwk) });
+  remembered.set(digest, { jwk, key: publicKeyOf(jwk) });
 }

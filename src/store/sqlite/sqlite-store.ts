@@ -1,8 +1,6 @@
-import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
-import { MandateError, isMandateError, messageOf } from '../../errors.ts';
-import { AUDIT_FILTER_COLUMNS, checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
+import type Database from 'better-sqlite3';
+import { MandateError, isMandateError } from '../../errors.ts';
+import { AUDIT_FILTER_COLUMNS, checkAuditBatch, requireHash } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
@@ -28,6 +26,9 @@ import type {
   VaultSecretInfo,
   VaultSecretRecord,
 } from '../store.ts';
+import { AuditWriterThread } from './audit-thread.ts';
+import { AUDIT_SEARCH_FIELDS, AuditSearch, auditBucket, auditLogSize, auditWatermark, SqliteAuditWriter } from './audit-writer.ts';
+import { type Expected, openDatabase, toStoreError } from './database.ts';
 import { MIGRATIONS } from './migrations.ts';
 import {
   type AdminTokenRow,
@@ -77,49 +78,21 @@ export async function openSqliteStore(opts: { path: string }): Promise<Store> {
   const db = openDatabase(opts.path);
   try {
     migrate(db);
-  } catch (err) {
-    db.close();
-    throw toStoreError('migrate', err);
-  }
-  const store = new SqliteStore(db);
-  try {
     // Records a crashed process appended but had not indexed yet.
-    store.auditSearch.indexAll();
+    new AuditSearch(db, (sql) => db.prepare(sql)).indexAll();
   } catch (err) {
     db.close();
-    throw toStoreError('index the audit log', err);
+    throw toStoreError('open', err);
   }
-  return store;
-}
-
-function openDatabase(path: string): Database.Database {
-  let db: Database.Database | undefined;
+  // A file gets its audit writer thread; a private in-memory database is one connection's only.
+  let writer: AuditWriterThread | SqliteAuditWriter;
   try {
-    if (path !== ':memory:') createPrivateFile(path);
-    db = new Database(path);
-    // WAL lets readers run beside the writer; FULL makes a committed transaction survive power loss.
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
-    // 32 MB instead of 2: a batch of audit search entries, and the log pages it is read from, stay
-    // in memory between the appends and the indexing (the cache fills only as pages are used).
-    db.pragma('cache_size = -32768');
-    return db;
+    writer = opts.path === ':memory:' ? new SqliteAuditWriter(db) : await AuditWriterThread.start(opts.path);
   } catch (err) {
-    db?.close();
-    throw toStoreError(`open ${path}`, err);
+    db.close();
+    throw err;
   }
-}
-
-/** Creates the file ourselves first: SQLite would create it with the umask's mode (often 0644). */
-function createPrivateFile(path: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  try {
-    closeSync(openSync(path, 'wx', 0o600));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
+  return new SqliteStore(db, writer);
 }
 
 function migrate(db: Database.Database): void {
@@ -141,26 +114,6 @@ function migrate(db: Database.Database): void {
   apply.immediate();
 }
 
-/** What a failed statement means for the caller, when it is not a store fault. */
-interface Expected {
-  /** Message for a primary-key or unique violation. */
-  conflict?: string;
-  /** Message for a foreign-key violation (a referenced record is missing). */
-  missingReference?: string;
-}
-
-function toStoreError(op: string, err: unknown, expected: Expected = {}): MandateError {
-  if (isMandateError(err)) return err;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (expected.conflict && (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE')) {
-    return new MandateError('ERR_CONFLICT', expected.conflict);
-  }
-  if (expected.missingReference && code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-    return new MandateError('ERR_NOT_FOUND', expected.missingReference);
-  }
-  return new MandateError('ERR_STORE', `sqlite store: ${op} failed: ${messageOf(err)}`, { cause: err });
-}
-
 /** JSON text of a record value; a value JSON cannot represent (undefined, a function) is a caller bug. */
 function jsonText(value: unknown, field: string): string {
   const text = JSON.stringify(value) as string | undefined;
@@ -176,42 +129,6 @@ function requireCount(value: number, field: string, min: number): number {
   return value;
 }
 
-/**
- * Audit query fields whose entries live in audit_search (migration 5) rather than in an index of
- * audit_log, with their field number there; most selective first, as a query uses the first one it
- * filters on.
- */
-const AUDIT_SEARCH_FIELDS = [
-  { field: 4, query: 'traceId', column: 'trace_id' },
-  { field: 3, query: 'mandateId', column: 'mandate_id' },
-  { field: 2, query: 'principalSubject', column: 'principal_subject' },
-  { field: 1, query: 'agent', column: 'agent' },
-] as const;
-
-/**
- * Unindexed audit records at which the store indexes them, in the next turn of the event loop
- * after the commit that made them this many. The larger, the more events of one key share each
- * index page written, and the more records a query reads from the log directly.
- */
-const AUDIT_SEARCH_BATCH = 8192;
-/**
- * Unindexed records at which an append indexes them itself, after its commit: the background
- * indexing waits for a turn of the event loop, which a caller appending in a tight loop of
- * promises never gives. Bounds what a query reads from the log directly.
- */
-const AUDIT_SEARCH_MAX_BEHIND = 4 * AUDIT_SEARCH_BATCH;
-/** Longest a record waits to be indexed when fewer than AUDIT_SEARCH_BATCH follow it (ms). */
-const AUDIT_SEARCH_DELAY_MS = 1000;
-/** Most records indexed per transaction (a store opened after a long unindexed run). */
-const AUDIT_SEARCH_CHUNK = 65_536;
-/** log2 of the records per audit_search bucket: fixed by migration 5 (`idx >> 14`). */
-const AUDIT_SEARCH_BUCKET_BITS = 14;
-/** Writes the search entries of the records @from <= idx < @to. */
-const AUDIT_SEARCH_INSERT = `INSERT INTO audit_search (bucket, field, value, idx) ${AUDIT_SEARCH_FIELDS.map(
-  (f) => `SELECT idx >> ${AUDIT_SEARCH_BUCKET_BITS}, ${f.field}, ${f.column}, idx FROM audit_log
-          WHERE idx >= @from AND idx < @to AND ${f.column} IS NOT NULL`,
-).join(' UNION ALL ')}`;
-
 /** Columns updateUser may change, by record field. */
 const USER_COLUMNS = { displayName: 'display_name', passwordHash: 'password_hash', disabled: 'disabled' } as const;
 
@@ -224,11 +141,12 @@ class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
 
   private readonly statements = new Map<string, Database.Statement>();
-  readonly auditSearch: AuditSearch;
 
-  constructor(private readonly db: Database.Database) {
-    this.auditSearch = new AuditSearch(db, (sql) => this.stmt(sql));
-  }
+  constructor(
+    private readonly db: Database.Database,
+    /** Appends audit records: on the audit writer thread for a file, on this connection in memory. */
+    private readonly auditWriter: AuditWriterThread | SqliteAuditWriter,
+  ) {}
 
   /** Prepared statements are reused: preparing costs more than running a point query. */
   private stmt(sql: string): Database.Statement {
@@ -829,38 +747,15 @@ class SqliteStore implements Store {
   }
 
   appendAuditRecords(records: readonly AuditRecord[]): Promise<void> {
-    return this.run('appendAuditRecords', () => {
-      const first = checkAuditBatch(records);
-      if (first === null) return;
-      this.db
-        .transaction(() => {
-          requireLogContinues(first, this.auditCount());
-          const insert = this.stmt(
-            `INSERT INTO audit_log
-               (idx, event, leaf_hash, time, type, agent, principal_issuer, principal_subject, mandate_id, tool,
-                decision, trace_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          );
-          for (const r of records) {
-            insert.run(
-              r.index,
-              r.event,
-              requireHash(r.leafHash, 'audit record leafHash'),
-              r.time.getTime(),
-              r.type,
-              r.agent,
-              r.principalIssuer,
-              r.principalSubject,
-              r.mandateId,
-              r.tool,
-              r.decision,
-              r.traceId,
-            );
-          }
-        })
-        .immediate();
-      this.auditSearch.appended(records.length);
-    });
+    const writer = this.auditWriter;
+    if (writer instanceof SqliteAuditWriter) return this.run('appendAuditRecords', () => writer.append(records));
+    // Refused here, as the in-thread writer would, before anything is sent to the thread.
+    try {
+      if (checkAuditBatch(records) === null) return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(toStoreError('appendAuditRecords', err));
+    }
+    return writer.append(records);
   }
 
   private auditCount(): number {
@@ -918,7 +813,7 @@ class SqliteStore implements Store {
 
   /** As scanAudit, for `field = value` of audit_search; runs inside a read transaction. */
   private searchAudit(field: number, value: string, filter: AuditFilter, after: number, limit: number): AuditRow[] {
-    const mark = this.auditSearch.watermark();
+    const mark = auditWatermark((sql) => this.stmt(sql));
     const also = filter.where.map((w) => ` AND ${w}`).join('');
     // One seek per bucket, in ascending order (SQLite walks an IN list sorted), each bucket's
     // entries in index order: rows come oldest first, no sort, and LIMIT stops early. CROSS JOIN
@@ -1040,24 +935,13 @@ class SqliteStore implements Store {
     });
   }
 
-  close(): Promise<void> {
-    return this.run('close', () => {
-      this.auditSearch.close();
+  async close(): Promise<void> {
+    await this.auditWriter.close();
+    await this.run('close', () => {
       this.statements.clear();
       this.db.close();
     });
   }
-}
-
-/** Indices are contiguous from 0, so the log's size is one past the highest (read off the primary key). */
-function auditLogSize(stmt: (sql: string) => Database.Statement): number {
-  const last = stmt('SELECT max(idx) FROM audit_log').pluck().get() as number | null;
-  return last === null ? 0 : last + 1;
-}
-
-/** The audit_search bucket of a log index. */
-function auditBucket(index: number): number {
-  return Math.floor(index / 2 ** AUDIT_SEARCH_BUCKET_BITS);
 }
 
 /** The equality and time filters of an audit query as conditions on the log row (alias `l`). */
@@ -1086,86 +970,3 @@ function auditFilter(query: AuditQuery): AuditFilter {
   return { where, values };
 }
 
-/**
- * Keeps audit_search (migration 5) up to date with the log. The search entries of the records at
- * or above the watermark (`indexed_upto`) are written in one transaction once AUDIT_SEARCH_BATCH of
- * them have piled up, or AUDIT_SEARCH_DELAY_MS after the first: outside the durable append, so the
- * index pages a batch dirties are shared by its many events of each key instead of written again
- * for each commit. The entries and the watermark move together in one transaction and are derived
- * from the log rows, so a crash loses nothing: the next store opened on the file indexes the rest.
- */
-class AuditSearch {
-  /** Records this store appended since it last indexed (other writers' records are found too). */
-  #unindexed = 0;
-  #soon: NodeJS.Immediate | undefined;
-  #later: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly db: Database.Database,
-    private readonly stmt: (sql: string) => Database.Statement,
-  ) {}
-
-  /** Records below the watermark are in audit_search; those at or above it are not yet. */
-  watermark(): number {
-    return this.stmt('SELECT indexed_upto FROM audit_search_state WHERE id = 1').pluck().get() as number;
-  }
-
-  /** Called after each durable append (never inside its transaction): schedules indexing. */
-  appended(records: number): void {
-    this.#unindexed += records;
-    if (this.#unindexed >= AUDIT_SEARCH_MAX_BEHIND) this.#indexNow();
-    else if (this.#unindexed >= AUDIT_SEARCH_BATCH) this.#soon ??= setImmediate(() => this.#indexNow());
-    else this.#later ??= setTimeout(() => this.#indexNow(), AUDIT_SEARCH_DELAY_MS).unref();
-  }
-
-  /** Indexes now; a failure must not fail the append that led here, which is durable already. */
-  #indexNow(): void {
-    this.#cancel();
-    try {
-      this.indexAll();
-    } catch {
-      // Nothing is lost: queries read unindexed records from the log, and the next append or the
-      // next store opened on the file tries again.
-    }
-  }
-
-  /** Indexes every record at or above the watermark; returns how many. */
-  indexAll(): number {
-    this.#unindexed = 0;
-    let total = 0;
-    for (let n = this.#indexChunk(); n > 0; n = this.#indexChunk()) total += n;
-    return total;
-  }
-
-  /** Indexes up to AUDIT_SEARCH_CHUNK records above the watermark in one transaction; returns how many. */
-  #indexChunk(): number {
-    return this.db
-      .transaction(() => {
-        const mark = this.watermark();
-        const size = auditLogSize(this.stmt);
-        if (size < mark) {
-          // Records were deleted behind the store's back (verification names them): keep the
-          // index true to what is left, so records appended at those indices are found again.
-          this.stmt('DELETE FROM audit_search WHERE bucket >= ? AND idx >= ?').run(auditBucket(size), size);
-        }
-        const from = Math.min(mark, size);
-        const to = Math.min(size, from + AUDIT_SEARCH_CHUNK);
-        if (to > from) this.stmt(AUDIT_SEARCH_INSERT).run({ from, to });
-        if (to !== mark) this.stmt('UPDATE audit_search_state SET indexed_upto = ? WHERE id = 1').run(to);
-        return to - from;
-      })
-      .immediate();
-  }
-
-  #cancel(): void {
-    if (this.#soon) clearImmediate(this.#soon);
-    if (this.#later) clearTimeout(this.#later);
-    this.#soon = undefined;
-    this.#later = undefined;
-  }
-
-  /** Stops background indexing (the store is closing; the next one opened indexes the rest). */
-  close(): void {
-    this.#cancel();
-  }
-}
