@@ -47,6 +47,18 @@ export function checkAuditBatch(records: readonly AuditRecord[]): number | null 
   return first;
 }
 
+/**
+ * An audit record's column values in the order both stores' audit_log tables list them: idx, event,
+ * leaf_hash, time, type, agent, principal_issuer, principal_subject, mandate_id, tool, decision,
+ * trace_id. The time stays a Date (each driver binds it its own way).
+ */
+export function auditRecordValues(r: AuditRecord): [number, string, Buffer, Date, string, ...(string | null)[]] {
+  return [
+    r.index, r.event, requireHash(r.leafHash, 'audit record leafHash'), r.time, r.type,
+    r.agent, r.principalIssuer, r.principalSubject, r.mandateId, r.tool, r.decision, r.traceId,
+  ];
+}
+
 /** ERR_CONFLICT unless a batch starting at `first` continues a log of `size` records. */
 export function requireLogContinues(first: number, size: number): void {
   if (first !== size) {

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { MandateError } from '../../errors.ts';
-import { AUDIT_FILTER_COLUMNS, checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
+import { AUDIT_FILTER_COLUMNS, auditRecordValues, checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
 import { pendingMigrations } from '../migration.ts';
 import { requireDate, requireDateOrNull } from '../record-values.ts';
 import { ownerColumns, VAULT_INFO_COLUMNS, VAULT_ORDER, vaultFilter } from '../vault-values.ts';
@@ -822,23 +822,7 @@ class PgStore implements PostgresStore {
     const first = checkAuditBatch(records);
     if (first === null) return;
     const columns: unknown[][] = Array.from({ length: 12 }, () => []);
-    for (const r of records) {
-      const row = [
-        r.index,
-        r.event,
-        requireHash(r.leafHash, 'audit record leafHash'),
-        r.time,
-        r.type,
-        r.agent,
-        r.principalIssuer,
-        r.principalSubject,
-        r.mandateId,
-        r.tool,
-        r.decision,
-        r.traceId,
-      ];
-      row.forEach((value, i) => columns[i]?.push(value));
-    }
+    for (const r of records) auditRecordValues(r).forEach((value, i) => columns[i]?.push(value));
     await this.transaction('appendAuditRecords', async (client) => {
       await client.query(LOCK_AUDIT_LOG);
       const { rows } = await client.query<{ size: string }>(AUDIT_SIZE);

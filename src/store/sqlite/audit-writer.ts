@@ -5,7 +5,7 @@
  * the event loop that serves requests.
  */
 import type Database from 'better-sqlite3';
-import { checkAuditBatch, requireHash, requireLogContinues } from '../audit-values.ts';
+import { auditRecordValues, checkAuditBatch, requireLogContinues } from '../audit-values.ts';
 import type { AuditRecord } from '../store.ts';
 
 /**
@@ -184,22 +184,8 @@ export class SqliteAuditWriter {
               decision, trace_id)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
-        for (const r of records) {
-          insert.run(
-            r.index,
-            r.event,
-            requireHash(r.leafHash, 'audit record leafHash'),
-            r.time.getTime(),
-            r.type,
-            r.agent,
-            r.principalIssuer,
-            r.principalSubject,
-            r.mandateId,
-            r.tool,
-            r.decision,
-            r.traceId,
-          );
-        }
+        // SQLite keeps the time as milliseconds since the epoch.
+        for (const r of records) insert.run(...auditRecordValues(r).map((v) => (v instanceof Date ? v.getTime() : v)));
       })
       .immediate();
     this.search.appended(records.length);
