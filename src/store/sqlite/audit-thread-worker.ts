@@ -13,7 +13,7 @@ const reply = (message: AuditThreadReply) => port.postMessage(message);
 
 let db: ReturnType<typeof openDatabase>;
 try {
-  db = openDatabase((workerData as { path: string }).path);
+  db = openDatabase((workerData as { path: string }).path, { writesAuditLog: true });
 } catch (err) {
   const e = toStoreError('open the audit writer connection', err);
   reply({ ready: false, error: { code: e.code, message: e.message } });

@@ -7,7 +7,11 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { isMandateError, MandateError, messageOf } from '../../errors.ts';
 
-export function openDatabase(path: string): Database.Database {
+/**
+ * Opens a connection with Mandate's settings. `writesAuditLog`: the connection that appends to the
+ * audit log (the writer thread's, or the only one of an in-memory database) gets a larger page cache.
+ */
+export function openDatabase(path: string, opts: { writesAuditLog: boolean }): Database.Database {
   let db: Database.Database | undefined;
   try {
     if (path !== ':memory:') createPrivateFile(path);
@@ -19,7 +23,7 @@ export function openDatabase(path: string): Database.Database {
     db.pragma('busy_timeout = 5000');
     // 32 MB instead of 2: a batch of audit search entries, and the log pages it is read from, stay
     // in memory between the appends and the indexing (the cache fills only as pages are used).
-    db.pragma('cache_size = -32768');
+    if (opts.writesAuditLog) db.pragma('cache_size = -32768');
     return db;
   } catch (err) {
     db?.close();

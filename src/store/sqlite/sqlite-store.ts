@@ -75,7 +75,8 @@ import {
  *   await store.close();
  */
 export async function openSqliteStore(opts: { path: string }): Promise<Store> {
-  const db = openDatabase(opts.path);
+  const inMemory = opts.path === ':memory:';
+  const db = openDatabase(opts.path, { writesAuditLog: inMemory });
   try {
     migrate(db);
     // Records a crashed process appended but had not indexed yet.
@@ -87,7 +88,7 @@ export async function openSqliteStore(opts: { path: string }): Promise<Store> {
   // A file gets its audit writer thread; a private in-memory database is one connection's only.
   let writer: AuditWriterThread | SqliteAuditWriter;
   try {
-    writer = opts.path === ':memory:' ? new SqliteAuditWriter(db) : await AuditWriterThread.start(opts.path);
+    writer = inMemory ? new SqliteAuditWriter(db) : await AuditWriterThread.start(opts.path);
   } catch (err) {
     db.close();
     throw err;
