@@ -29,6 +29,23 @@ export interface EventSink {
   emit(event: MandateEvent): void | Promise<void>;
 }
 
+/**
+ * Emits the event of a refusal and waits until the sink has it (the audit log's: durably), so the
+ * record exists before the refused caller hears back. A sink that fails reports it itself; the
+ * refusal is answered either way.
+ *
+ * @example
+ *   await emitRefusal(events, { type: 'token.refused', outcome: 'failure', error: err.error, reason: err.message });
+ *   throw err;
+ */
+export async function emitRefusal(sink: EventSink, event: MandateEvent): Promise<void> {
+  try {
+    await sink.emit(event);
+  } catch {
+    // reported by the sink (see above)
+  }
+}
+
 /** Writes each event as one structured log line at info (success) or warn (failure). */
 export function logEventSink(logger: Logger): EventSink {
   return {

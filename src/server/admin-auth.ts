@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { MandateError } from '../errors.ts';
-import type { EventSink } from '../observability/events.ts';
+import { emitRefusal, type EventSink } from '../observability/events.ts';
 import type { Store } from '../store/store.ts';
 
 export const ADMIN_TOKEN_PREFIX = 'mat_';
@@ -37,7 +37,7 @@ export async function authenticateAdmin(store: Store, authorization: string | un
   const match = /^Bearer ([A-Za-z0-9_\-.~+/]+=*)$/.exec(authorization ?? '');
   const record = match ? await store.findAdminToken(hashToken(match[1] as string)) : null;
   if (!record) {
-    events.emit({ type: 'admin.auth.failed', outcome: 'failure', error: 'ERR_UNAUTHENTICATED', reason: match ? 'unknown admin token' : 'missing bearer token', sourceAddress });
+    await emitRefusal(events, { type: 'admin.auth.failed', outcome: 'failure', error: 'ERR_UNAUTHENTICATED', reason: match ? 'unknown admin token' : 'missing bearer token', sourceAddress });
     throw new MandateError('ERR_UNAUTHENTICATED', match ? 'admin token is not valid' : 'admin API requires "Authorization: Bearer <admin token>"');
   }
   return record.id;

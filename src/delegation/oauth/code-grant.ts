@@ -8,6 +8,7 @@
  * asked for, carrying the consented mandate's id; an agent exchanges them for OBO tokens.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { emitRefusal } from '../../observability/events.ts';
 import type { PrincipalRef } from '../../store/store.ts';
 import { MANDATE_ID_PREFIX, mandateIsLive } from '../mandates/mandates.ts';
 import { mintAccessToken } from '../tokens/mint.ts';
@@ -132,7 +133,7 @@ async function issue(ctx: OAuthContext, r: GrantRequest, grant: GrantFields, bin
     });
     response.refresh_token = refresh;
   }
-  ctx.events.emit({
+  await ctx.events.emit({
     type: 'token.issued', outcome: 'success', clientId: r.client.client.clientId, principal: grant.principal,
     mandateId: grant.mandateId ?? undefined, resource, scopes, jti: claims.jti, sourceAddress: r.sourceAddress,
   });
@@ -160,7 +161,7 @@ export async function authorizationCodeGrant(ctx: OAuthContext, r: GrantRequest)
   if (!found.consumed || !checked) {
     // RFC 6749 §4.1.2: a reused code revokes what was issued from it.
     await ctx.store.revokeRefreshFamily(grant.familyId);
-    ctx.events.emit({ type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'authorization code reused; its refresh tokens are revoked', clientId: grant.clientId });
+    await emitRefusal(ctx.events, { type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'authorization code reused; its refresh tokens are revoked', clientId: grant.clientId });
     throw new OAuthError('invalid_grant', 'the authorization code has already been used');
   }
   return issue(ctx, r, grant, binding, checked);
@@ -181,7 +182,7 @@ export async function refreshTokenGrant(ctx: OAuthContext, r: GrantRequest): Pro
   if (!found) throw new OAuthError('invalid_grant', 'the refresh token is unknown, revoked or expired');
   if (!found.consumed || !checked) {
     await ctx.store.revokeRefreshFamily(t.familyId);
-    ctx.events.emit({ type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'refresh token reused; its family is revoked', clientId: t.clientId });
+    await emitRefusal(ctx.events, { type: 'token.refused', outcome: 'failure', error: 'invalid_grant', reason: 'refresh token reused; its family is revoked', clientId: t.clientId });
     throw new OAuthError('invalid_grant', 'the refresh token has already been used; every token of its grant is now revoked');
   }
   return issue(ctx, r, grant, binding, checked);

@@ -7,6 +7,7 @@
  * `error_description`, and the event stream records grants and refusals (never a token).
  */
 import { isMandateError } from '../../errors.ts';
+import { emitRefusal } from '../../observability/events.ts';
 import { recordTokenExchange, secondsSince } from '../../observability/metrics.ts';
 import { withSpan } from '../../observability/tracing.ts';
 import type { RequestContext } from '../../server/http/context.ts';
@@ -40,13 +41,13 @@ export function sendOAuthError(ctx: RequestContext, err: OAuthError, extraHeader
  * (body too large, unreadable) become invalid_request with their status, a store outage
  * temporarily_unavailable. Anything else propagates to the router (a logged 500).
  */
-async function oauthReply(ctx: RequestContext, work: () => Promise<void>, onError?: (err: OAuthError) => void): Promise<void> {
+async function oauthReply(ctx: RequestContext, work: () => Promise<void>, onError?: (err: OAuthError) => Promise<void>): Promise<void> {
   try {
     await work();
   } catch (caught) {
     const err = asOAuthError(caught);
     if (!isOAuthError(err)) throw err;
-    onError?.(err);
+    await onError?.(err);
     sendOAuthError(ctx, err);
   }
 }
@@ -126,9 +127,7 @@ export function tokenEndpoint(o: OAuthContext, listener: Listener) {
       }
     });
     sendJson(ctx.res, 200, response, { pragma: 'no-cache', ...(o.config.dpop.requireNonce && { 'dpop-nonce': o.dpop.nonces.current() }) });
-  }, (err) => {
-    o.events.emit({ type: 'token.refused', outcome: 'failure', error: err.error, reason: err.message, sourceAddress: ctx.sourceAddress });
-  });
+  }, (err) => emitRefusal(o.events, { type: 'token.refused', outcome: 'failure', error: err.error, reason: err.message, sourceAddress: ctx.sourceAddress }));
 }
 
 /** Introspection (RFC 7662): for resource servers and clients that authenticate (not public clients). */
@@ -171,7 +170,7 @@ export function revocationEndpoint(o: OAuthContext, listener: Listener) {
       const found = await o.store.getRefreshToken(hashSecret(token), o.now());
       if (found && found.clientId === client.client.clientId) {
         await o.store.revokeRefreshFamily(found.familyId);
-        o.events.emit({ type: 'token.revoked', outcome: 'success', clientId: client.client.clientId, refreshFamily: true });
+        await o.events.emit({ type: 'token.revoked', outcome: 'success', clientId: client.client.clientId, refreshFamily: true });
       }
     } else {
       try {
@@ -179,7 +178,7 @@ export function revocationEndpoint(o: OAuthContext, listener: Listener) {
         if (claims.client_id === client.client.clientId) {
           await o.store.revokeToken(claims.jti, new Date(claims.exp * 1000), o.now());
           await o.revocation.sync();
-          o.events.emit({ type: 'token.revoked', outcome: 'success', clientId: client.client.clientId, jti: claims.jti, mandateId: claims.mandate });
+          await o.events.emit({ type: 'token.revoked', outcome: 'success', clientId: client.client.clientId, jti: claims.jti, mandateId: claims.mandate });
         }
       } catch (err) {
         if (isOAuthError(err)) throw err;

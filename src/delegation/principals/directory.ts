@@ -17,7 +17,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isMandateError, MandateError } from '../../errors.ts';
-import type { EventSink } from '../../observability/events.ts';
+import { emitRefusal, type EventSink } from '../../observability/events.ts';
 import type { Store, UserRecord } from '../../store/store.ts';
 import { checkPasswordStrength, hashPassword, verifyPassword } from './password.ts';
 import type { Principal } from './principal.ts';
@@ -147,8 +147,8 @@ export class Directory {
     const name = normaliseUsername(username);
     const user = name === undefined ? null : await this.#store.findUserByUsername(name);
     const event = { type: 'principal.signin', authMethod: 'password', issuer: this.#issuer, username: name, sourceAddress: ctx.sourceAddress };
-    const refuse = (message: string, reason: string, subject?: string): never => {
-      this.#events.emit({ ...event, outcome: 'failure', subject, error: 'ERR_UNAUTHENTICATED', reason });
+    const refuse = async (message: string, reason: string, subject?: string): Promise<never> => {
+      await emitRefusal(this.#events, { ...event, outcome: 'failure', subject, error: 'ERR_UNAUTHENTICATED', reason });
       throw new MandateError('ERR_UNAUTHENTICATED', message);
     };
 
@@ -169,7 +169,7 @@ export class Directory {
     }
     if (user.disabled) return refuse('this account is disabled', 'account disabled', user.id);
     if (user.failedLogins > 0 || user.lockedUntil !== null) await this.#store.recordLoginSuccess(user.id);
-    this.#events.emit({ ...event, outcome: 'success', subject: user.id });
+    await this.#events.emit({ ...event, outcome: 'success', subject: user.id });
     return this.principalOf(user);
   }
 

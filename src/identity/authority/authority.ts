@@ -4,7 +4,7 @@
  * with parsed bodies and authenticated callers.
  */
 import { MandateError } from '../../errors.ts';
-import type { EventSink } from '../../observability/events.ts';
+import { emitRefusal, type EventSink } from '../../observability/events.ts';
 import { recordAttestation, recordSvidIssued } from '../../observability/metrics.ts';
 import { withSpan } from '../../observability/tracing.ts';
 import type { RegistrationEntry, Store } from '../../store/store.ts';
@@ -108,15 +108,15 @@ export class IdentityAuthority {
       recordAttestation(attestor, 'success');
     } catch (err) {
       recordAttestation(attestor, 'failure');
-      this.#emitFailure('attestation.failed', err, ctx, { attestor: typeof type === 'string' ? type : undefined });
+      await this.#emitFailure('attestation.failed', err, ctx, { attestor: typeof type === 'string' ? type : undefined });
       throw err;
     }
-    this.#o.events.emit({ type: 'attestation.succeeded', outcome: 'success', actor: `attestor:${result.subject}`, attestor: result.attestor, selectors: result.selectors, sourceAddress: ctx.sourceAddress });
+    await this.#o.events.emit({ type: 'attestation.succeeded', outcome: 'success', actor: `attestor:${result.subject}`, attestor: result.attestor, selectors: result.selectors, sourceAddress: ctx.sourceAddress });
     try {
       const entry = await this.#selectEntry(result, req.spiffe_id);
       return await this.#issueX509(entry, req.csr, ctx, `attestor:${result.subject}`);
     } catch (err) {
-      this.#emitFailure('svid.x509.refused', err, ctx, { actor: `attestor:${result.subject}` });
+      await this.#emitFailure('svid.x509.refused', err, ctx, { actor: `attestor:${result.subject}` });
       throw err;
     }
   }
@@ -128,7 +128,7 @@ export class IdentityAuthority {
       const entry = await this.#entryFor(caller);
       return await this.#issueX509(entry, req.csr, ctx, `workload:${caller}`);
     } catch (err) {
-      this.#emitFailure('svid.x509.refused', err, ctx, { actor: `workload:${caller}`, spiffeId: caller.toString() });
+      await this.#emitFailure('svid.x509.refused', err, ctx, { actor: `workload:${caller}`, spiffeId: caller.toString() });
       throw err;
     }
   }
@@ -145,7 +145,7 @@ export class IdentityAuthority {
     const { token, expiresAt } = await withSpan('svid issue jwt', { 'mandate.spiffe_id': caller.toString() }, () =>
       issueJwtSvid({ spiffeId: caller.toString(), audience: audience as string[], ttlSeconds: entry.jwtSvidTtl, key, now: this.#now() }));
     recordSvidIssued('jwt');
-    this.#o.events.emit({ type: 'svid.jwt.issued', outcome: 'success', spiffeId: caller.toString(), actor: `workload:${caller}`, audience, expiresAt: expiresAt.toISOString(), sourceAddress: ctx.sourceAddress });
+    await this.#o.events.emit({ type: 'svid.jwt.issued', outcome: 'success', spiffeId: caller.toString(), actor: `workload:${caller}`, audience, expiresAt: expiresAt.toISOString(), sourceAddress: ctx.sourceAddress });
     return { spiffe_id: caller.toString(), token, expires_at: expiresAt.toISOString() };
   }
 
@@ -215,7 +215,7 @@ export class IdentityAuthority {
     const svid = await withSpan('svid issue x509', { 'mandate.spiffe_id': entry.spiffeId }, () =>
       issueX509Svid(this.#o.keys.activeCa(), { csr, spiffeId, ttlSeconds: entry.x509SvidTtl, now: this.#now() }));
     recordSvidIssued('x509');
-    this.#o.events.emit({ type: 'svid.x509.issued', outcome: 'success', spiffeId: entry.spiffeId, actor, entryId: entry.id, serial: svid.serialNumber, expiresAt: svid.notAfter.toISOString(), sourceAddress: ctx.sourceAddress });
+    await this.#o.events.emit({ type: 'svid.x509.issued', outcome: 'success', spiffeId: entry.spiffeId, actor, entryId: entry.id, serial: svid.serialNumber, expiresAt: svid.notAfter.toISOString(), sourceAddress: ctx.sourceAddress });
     return {
       spiffe_id: entry.spiffeId,
       x509_svid: certificatesToPem(svid.chain),
@@ -225,8 +225,8 @@ export class IdentityAuthority {
     };
   }
 
-  #emitFailure(type: string, err: unknown, ctx: CallContext, extra: Record<string, unknown>): void {
+  #emitFailure(type: string, err: unknown, ctx: CallContext, extra: Record<string, unknown>): Promise<void> {
     const error = err instanceof MandateError ? err.code : 'ERR_INTERNAL';
-    this.#o.events.emit({ type, outcome: 'failure', error, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...extra });
+    return emitRefusal(this.#o.events, { type, outcome: 'failure', error, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...extra });
   }
 }

@@ -16,7 +16,7 @@ import type { AuditTrail } from '../../audit/trail.ts';
 import type { Vault } from '../../gateway/vault.ts';
 import type { DelegationAuthority } from '../../delegation/authority.ts';
 import type { PolicyEngine } from '../../policy/engine.ts';
-import type { EventSink } from '../../observability/events.ts';
+import { emitRefusal, type EventSink } from '../../observability/events.ts';
 import type { Store } from '../../store/store.ts';
 import { authenticateAdmin } from '../admin-auth.ts';
 import { sendJson, sendText, type RequestContext } from '../http/context.ts';
@@ -78,7 +78,7 @@ export function adminRoutes(router: Router, deps: AdminDeps): void {
     } catch (err) {
       if (!audited) throw err;
       const code = err instanceof MandateError ? err.code : 'ERR_INTERNAL';
-      events.emit({ type: `admin.${action}`, outcome: 'failure', actor, error: code, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...ctx.params });
+      await emitRefusal(events, { type: `admin.${action}`, outcome: 'failure', actor, error: code, reason: err instanceof Error ? err.message : String(err), sourceAddress: ctx.sourceAddress, ...ctx.params });
       throw err;
     }
   };

@@ -269,7 +269,7 @@ export function consentRoutes(router: Router, delegation: DelegationAuthority, s
     const p = taken.record.value as PendingAuthorization;
     const decision = form.get('decision');
     if (decision !== 'approve') {
-      o.events.emit({ type: 'consent.denied', outcome: 'success', clientId: p.clientId, spiffeId: p.agent, principal: { issuer: session.principal.issuer, subject: session.principal.subject } });
+      await o.events.emit({ type: 'consent.denied', outcome: 'success', clientId: p.clientId, spiffeId: p.agent, principal: { issuer: session.principal.issuer, subject: session.principal.subject } });
       redirect(ctx.res, back(p, { error: 'access_denied', error_description: 'the user denied the request' }));
       return;
     }

@@ -37,7 +37,7 @@ export function oauthRoutes(router: Router, delegation: DelegationAuthority, lis
     router.on('POST', OAUTH_PATHS.register, async (ctx) => {
       try {
         const response = await registerClient(await ctx.json(), { store: o.store, dynamicRegistration: delegation.config.dynamicRegistration, now: o.now });
-        o.events.emit({ type: 'client.registered', outcome: 'success', clientId: response.client_id, sourceAddress: ctx.sourceAddress });
+        await o.events.emit({ type: 'client.registered', outcome: 'success', clientId: response.client_id, sourceAddress: ctx.sourceAddress });
         sendJson(ctx.res, 201, response, { pragma: 'no-cache' });
       } catch (err) {
         // RFC 7591 §3.2.2: a body that is not a JSON object is invalid client metadata too.
