@@ -101,6 +101,23 @@ async function checkToolList(client: Client): Promise<void> {
   assert.deepEqual(byName.get('get_issue')?.inputSchema.required?.slice().sort(), ['issue', 'repository']);
 }
 
+async function checkResourcesAndPrompts(client: Client): Promise<void> {
+  const { resources } = await client.listResources();
+  assert.deepEqual(resources.map((r) => r.uri), ['issues://acme/api', 'issues://acme/web', 'issues://other/secret-project']);
+  const { resourceTemplates } = await client.listResourceTemplates();
+  assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate), ['issues://{owner}/{repo}']);
+  const read = await client.readResource({ uri: 'issues://acme/api' });
+  const content = read.contents[0] as { uri: string; mimeType: string; text: string };
+  assert.equal(content.mimeType, 'application/json');
+  assert.deepEqual((JSON.parse(content.text) as { issues: Array<{ number: number }> }).issues.map((i) => i.number), [1, 2, 3]);
+  await assert.rejects(client.readResource({ uri: 'issues://nobody/nothing' }), /does not exist/);
+
+  const { prompts } = await client.listPrompts();
+  assert.deepEqual(prompts.map((p) => [p.name, p.arguments?.map((a) => a.name)]), [['triage', ['repository']], ['purge_closed', ['repository']]]);
+  const triage = await client.getPrompt({ name: 'triage', arguments: { repository: 'acme/web' } });
+  assert.match((triage.messages[0]?.content as { text: string }).text, /^Triage the open issues of acme\/web/);
+}
+
 async function checkReads(client: Client): Promise<void> {
   const listed = await call(client, 'list_issues', { repository: 'acme/api' });
   assert.equal(listed.isError, undefined);
@@ -156,6 +173,8 @@ describe('the demo issue tracker over Streamable HTTP', { timeout: 30_000 }, () 
   it('lists the four tools with their annotations and argument types', () => checkToolList(client));
 
   it('reads issues: text and structured content', () => checkReads(client));
+
+  it('offers each repository as a resource, and two prompts', () => checkResourcesAndPrompts(client));
 
   it('answers unknown repositories, unknown issues, bad arguments and unknown tools with tool errors', () => checkErrors(client));
 
@@ -422,6 +441,8 @@ describe('the demo issue tracker over stdio', { timeout: 60_000 }, () => {
   it('lists the four tools with their annotations and argument types', () => checkToolList(client));
 
   it('reads issues', () => checkReads(client));
+
+  it('offers each repository as a resource, and two prompts', () => checkResourcesAndPrompts(client));
 
   it('answers errors as tool errors', () => checkErrors(client));
 

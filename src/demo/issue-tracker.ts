@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
@@ -208,7 +208,7 @@ export function createIssueTrackerServer(opts: IssueTrackerServerOptions = {}): 
   const store = opts.store ?? new IssueStore();
   const server = new McpServer(
     { name: 'mandate-demo-issues', title: 'Demo issue tracker', version: '1.0.0' },
-    { capabilities: { logging: {} }, instructions: 'A demo issue tracker: list and read issues, comment on them, delete them.' },
+    { capabilities: { logging: {} }, instructions: 'A demo issue tracker: list and read issues, comment on them, delete them. Each repository is also a resource (issues://<owner>/<repo>), and two prompts help triage.' },
   );
   const log = logSender(server);
 
@@ -273,6 +273,36 @@ export function createIssueTrackerServer(opts: IssueTrackerServerOptions = {}): 
     await progress(extra, `deleted ${repository}#${issue}`);
     await log(extra, 'warning', { event: 'issue.deleted', repository, issue });
     return { text: `Deleted ${repository}#${issue}.`, structured: { repository, issue, deleted: true } };
+  }));
+
+  // Each repository's issue list as a resource, issues://<owner>/<repo> (listed, and as a template).
+  server.registerResource('repository-issues', new ResourceTemplate('issues://{owner}/{repo}', {
+    list: async () => ({
+      resources: store.repositories().map((repository) => ({ uri: `issues://${repository}`, name: repository, title: `Issues of ${repository}`, mimeType: 'application/json' })),
+    }),
+  }), {
+    title: "A repository's issues",
+    description: "A repository's issues with their state, labels and number of comments, as JSON.",
+    mimeType: 'application/json',
+  }, async (uri, { owner, repo }) => {
+    const repository = `${String(owner)}/${String(repo)}`;
+    return { contents: [{ uri: uri.href, mimeType: 'application/json', text: JSON.stringify({ repository, issues: store.list(repository) }) }] };
+  });
+
+  server.registerPrompt('triage', {
+    title: 'Triage a repository',
+    description: "Asks for a triage of a repository's open issues: what to fix first, what needs more information.",
+    argsSchema: { repository: repositoryArg },
+  }, ({ repository }) => ({
+    messages: [{ role: 'user', content: { type: 'text', text: `Triage the open issues of ${repository}: list them with list_issues, read the unclear ones with get_issue, and say which to fix first and which need more information. Comment on those that need more information.` } }],
+  }));
+
+  server.registerPrompt('purge_closed', {
+    title: 'Purge closed issues',
+    description: 'Asks for every closed issue of a repository to be deleted.',
+    argsSchema: { repository: repositoryArg },
+  }, ({ repository }) => ({
+    messages: [{ role: 'user', content: { type: 'text', text: `Delete every closed issue of ${repository} with delete_issue.` } }],
   }));
 
   return server;

@@ -47,6 +47,10 @@ const HTTP_API_REQUEST_HEADERS = ['content-type', 'accept', 'accept-language', '
 /** Headers of an upstream's answer passed back to the agent. */
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'mcp-session-id', 'mcp-protocol-version', 'retry-after', 'etag', 'last-modified', 'location'];
 const MAX_SESSIONS = 100_000;
+/** The MCP list methods whose answers are filtered, with the field of the result that holds the list. */
+const LIST_METHODS: ReadonlyMap<string, string> = new Map([
+  ['tools/list', 'tools'], ['prompts/list', 'prompts'], ['resources/list', 'resources'], ['resources/templates/list', 'resourceTemplates'],
+]);
 
 /** Credentials for an upstream request: header name -> value. */
 export type UpstreamCredentials = (server: ToolServerConfig, caller: Caller, call: { method: string; tool?: string }) => Promise<Record<string, string>>;
@@ -369,7 +373,8 @@ export class Gateway {
     const refused: JsonRpcResponse[] = [];
     const forward: JsonRpcMessage[] = [];
     const decided: Decided[] = [];
-    let listMethod: string | undefined;
+    /** The list requests forwarded, by JSON-RPC id: their answers are filtered. */
+    const lists = new Map<string | number, string>();
     for (const item of body.items) {
       if (!item.ok) {
         refused.push(itemErrorResponse(item));
@@ -384,7 +389,7 @@ export class Gateway {
       if (d.refusal) refused.push(d.refusal);
       else {
         forward.push(item.message);
-        if (item.message.method.endsWith('/list')) listMethod = item.message.method;
+        if (LIST_METHODS.has(item.message.method)) lists.set(item.message.id, item.message.method);
       }
     }
     // Refusals are on the record before anyone hears of them.
@@ -411,7 +416,7 @@ export class Gateway {
     await Promise.all(decided.filter((d) => !d.refusal).map((d) => this.#record(m, caller, d, { status: upstream.statusCode }, started)));
     const session = upstream.headers['mcp-session-id'];
     if (typeof session === 'string' && !this.#sessions.has(session)) this.#bindSession(session, caller);
-    await this.#relay(m, res, upstream, caller, listMethod, refused, body);
+    await this.#relay(m, res, upstream, caller, lists, refused, body);
   }
 
   /**
@@ -441,7 +446,7 @@ export class Gateway {
         outcome = { error: rpc };
       }
       const answer: JsonRpcResponse = 'error' in outcome ? { jsonrpc: '2.0', id: request.id, error: outcome.error } : { jsonrpc: '2.0', id: request.id, result: outcome.result };
-      if (request.method === 'tools/list') this.#filterTools(m, caller, answer);
+      if (LIST_METHODS.has(request.method)) this.#filterList(m, caller, request.method, answer);
       answers.push(answer);
     }
     await Promise.all(decided.filter((d) => !d.refusal).map((d) => {
@@ -580,14 +585,18 @@ export class Gateway {
   }
 
   /** Passes the upstream's answer back: status, the MCP headers, the body (lists filtered), our refusals merged in. */
-  async #relay(m: Mounted, res: ServerResponse, upstream: Awaited<ReturnType<Pool['request']>>, caller: Caller, listMethod: string | undefined, refused: JsonRpcResponse[] = [], body?: ParsedBody): Promise<void> {
+  async #relay(m: Mounted, res: ServerResponse, upstream: Awaited<ReturnType<Pool['request']>>, caller: Caller, lists?: ReadonlyMap<string | number, string>, refused: JsonRpcResponse[] = [], body?: ParsedBody): Promise<void> {
     const headers: Record<string, string> = { 'cache-control': 'no-store' };
     for (const name of FORWARDED_RESPONSE_HEADERS) {
       const v = upstream.headers[name];
       if (typeof v === 'string') headers[name] = v;
     }
     const type = headers['content-type'] ?? '';
-    const filter = listMethod === 'tools/list' ? (msg: unknown) => this.#filterTools(m, caller, msg) : undefined;
+    const filter = lists && lists.size > 0 ? (msg: unknown) => {
+      const id = (msg as { id?: unknown } | null)?.id;
+      const method = typeof id === 'string' || typeof id === 'number' ? lists.get(id) : undefined;
+      return method !== undefined && this.#filterList(m, caller, method, msg);
+    } : undefined;
     if (type.startsWith('text/event-stream')) {
       res.writeHead(upstream.statusCode, { ...headers, 'x-accel-buffering': 'no' });
       const events = mapSseStream(upstream.body, (ev) => {
@@ -623,15 +632,26 @@ export class Gateway {
     res.end();
   }
 
-  /** Removes the tools this caller may never call from a tools/list result; true when it changed. */
-  #filterTools(m: Mounted, caller: Caller, msg: unknown): boolean {
-    const result = (msg as { result?: { tools?: unknown } } | null)?.result;
-    if (!result || !Array.isArray(result.tools)) return false;
-    const tools = result.tools as Array<{ name?: unknown; annotations?: unknown }>;
-    this.#policy.learnTools(m.config.name, tools);
-    const visible = tools.filter((t) => typeof t.name === 'string' && this.#policy.toolVisible(caller, m.config.name, t.name));
-    if (visible.length === tools.length) return false;
-    result.tools = visible;
+  /**
+   * Removes from a list result what this caller may never use (tools, prompts, resources; resource
+   * templates when no resource may be read); true when it changed.
+   */
+  #filterList(m: Mounted, caller: Caller, method: string, msg: unknown): boolean {
+    const result = (msg as { result?: Record<string, unknown> } | null)?.result;
+    const field = LIST_METHODS.get(method);
+    const items = result && field ? result[field] : undefined;
+    if (!result || !field || !Array.isArray(items)) return false;
+    const server = m.config.name;
+    if (method === 'tools/list') this.#policy.learnTools(server, items as Array<{ name?: unknown; annotations?: unknown }>);
+    const visible = items.filter((item: { name?: unknown; uri?: unknown } | null) => {
+      if (method === 'resources/templates/list') return this.#policy.resourceTemplatesVisible(caller);
+      const key = method === 'resources/list' ? item?.uri : item?.name;
+      if (typeof key !== 'string') return false;
+      if (method === 'tools/list') return this.#policy.toolVisible(caller, server, key);
+      return method === 'prompts/list' ? this.#policy.promptVisible(caller, server, key) : this.#policy.resourceVisible(caller, server, key);
+    });
+    if (visible.length === items.length) return false;
+    result[field] = visible;
     return true;
   }
 }

@@ -3,8 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { whatCan } from './can.ts';
-import { compilePolicySet, loadPolicyDirectory } from './policy-set.ts';
+import { whatCan, whatCanOn } from './can.ts';
+import { listedItem } from './decide.ts';
+import { actionKey, compilePolicySet, loadPolicyDirectory } from './policy-set.ts';
 
 const BILLING = `namespace Mandate::Tools::billing {
   action "refund" in [Mandate::Action::"tools/call"] appliesTo {
@@ -52,5 +53,36 @@ describe('what an agent can do for a person (partial evaluation)', () => {
     assert.equal(a.get('Mandate::Action::"resources/read"')?.answer, 'allowed');
     const sub = answers({ ...base, chain: [base.agent, 'spiffe://example.org/agent/parent'] });
     assert.equal(sub.get('Mandate::Action::"resources/read"')?.answer, 'denied', 'sub-agents are forbidden');
+  });
+});
+
+describe('what an agent can do with one listed prompt or resource (partial evaluation)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mandate-can-on-'));
+  writeFileSync(join(dir, 'policies.cedar'), `@id("acme-resources")
+permit(principal, action == Mandate::Action::"resources/read", resource) when { resource.uri like "issues://acme/*" };
+
+@id("triage-prompt")
+permit(principal, action == Mandate::Action::"prompts/get", resource == Mandate::Prompt::"issues/triage") when { context.hour < 18 };
+`);
+  const set = compilePolicySet(loadPolicyDirectory(dir));
+  const q = { agent: 'spiffe://example.org/agent/bot', principal: { issuer: 'https://sso.example', subject: 'alice' } };
+  const read = actionKey('Mandate::Action', 'resources/read');
+  const get = actionKey('Mandate::Action', 'prompts/get');
+
+  it('decides on the resource attributes, known here', () => {
+    assert.equal(whatCanOn(set, q, read, listedItem('issues', { resourceUri: 'issues://acme/api' }))?.answer, 'allowed');
+    assert.equal(whatCanOn(set, q, read, listedItem('issues', { resourceUri: 'issues://other/secret' }))?.answer, 'denied');
+  });
+
+  it('leaves the context unknown: a prompt allowed at some hours is conditional, another is denied', () => {
+    const triage = whatCanOn(set, q, get, listedItem('issues', { prompt: 'triage' }));
+    assert.equal(triage?.answer, 'conditional');
+    assert.match(triage?.conditions[0]?.text ?? '', /hour/);
+    assert.equal(whatCanOn(set, q, get, listedItem('issues', { prompt: 'purge_closed' }))?.answer, 'denied');
+    assert.equal(whatCanOn(set, q, get, listedItem('mail', { prompt: 'triage' }))?.answer, 'denied', 'the same name on another server is another prompt');
+  });
+
+  it('has no answer for an action the schema does not know', () => {
+    assert.equal(whatCanOn(set, q, actionKey('Mandate::Action', 'sampling/createMessage'), listedItem('issues', { prompt: 'x' })), undefined);
   });
 });

@@ -47,6 +47,26 @@ function residualText(json: PolicyJson): string {
 }
 
 export function whatCan(set: CompiledPolicySet, q: CanQuery): CanAnswer[] {
+  const known = knownParts(q);
+  return [...set.actions].map(([action, groups]) => partialAnswer(set, known, action, groups, null, []));
+}
+
+/**
+ * The same question for one action on one known resource (a listed prompt or resource, from
+ * `listedItem`): what stays unknown is the context. Undefined when the set has no such action.
+ *
+ * @example
+ *   const item = listedItem('issues', { prompt: 'triage' });
+ *   whatCanOn(set, query, actionKey('Mandate::Action', 'prompts/get'), item)?.answer // 'allowed' | 'denied' | 'conditional'
+ */
+export function whatCanOn(set: CompiledPolicySet, q: CanQuery, action: ActionKey, resource: { uid: { type: string; id: string }; entities: EntityJson[] }): CanAnswer | undefined {
+  const groups = set.actions.get(action);
+  if (groups === undefined) return undefined;
+  return partialAnswer(set, knownParts(q), action, groups, resource.uid, resource.entities);
+}
+
+/** What the query makes known: the agent, the person and their groups, and the context around them. */
+function knownParts(q: CanQuery): { agent: string; entities: EntityJson[]; context: Record<string, unknown> } {
   const principalId = `${q.principal.issuer}#${q.principal.subject}`;
   const rest = q.agent.startsWith('spiffe://') ? q.agent.slice(9) : q.agent;
   const slash = rest.indexOf('/');
@@ -68,24 +88,28 @@ export function whatCan(set: CompiledPolicySet, q: CanQuery): CanAnswer[] {
     binding: unknown('binding'),
     arguments: unknown('arguments'),
   };
-  const answers: CanAnswer[] = [];
-  for (const [action, groups] of set.actions) {
-    const policies = Object.fromEntries([...set.policies].filter(([, p]) => policyApplies(p.json, action, groups)).map(([id, p]) => [id, p.text]));
-    const result = cedar.isAuthorizedPartial({ principal: { type: 'Mandate::Agent', id: q.agent }, action: parse(action), resource: null, context: context as never, policies: { staticPolicies: policies }, entities });
-    if (result.type !== 'residuals') {
-      answers.push({ action, answer: 'denied', conditions: [], errors: result.errors.map((e) => e.message) });
-      continue;
-    }
-    const r = result.response;
-    const errors = r.errored.map((id) => `policy ${id} failed to evaluate`);
-    const conditions = r.nontrivialResiduals.map((id) => {
-      const json = r.residuals[id] as PolicyJson;
-      return { policy: id, effect: json.effect as 'permit' | 'forbid', reason: set.policies.get(id)?.reason, text: residualText(json) };
-    });
-    const answer = r.decision === 'allow' && errors.length === 0 ? 'allowed' : r.decision === 'deny' || errors.length > 0 ? 'denied' : 'conditional';
-    answers.push({ action, answer, conditions: answer === 'conditional' ? conditions : [], errors });
-  }
-  return answers;
+  return { agent: q.agent, entities, context };
+}
+
+/** Cedar's partial evaluation of one action, the resource known (`resource`) or not (null). */
+function partialAnswer(
+  set: CompiledPolicySet, known: ReturnType<typeof knownParts>, action: ActionKey, groups: ReadonlySet<ActionKey>,
+  resource: { type: string; id: string } | null, resourceEntities: EntityJson[],
+): CanAnswer {
+  const policies = Object.fromEntries([...set.policies].filter(([, p]) => policyApplies(p.json, action, groups)).map(([id, p]) => [id, p.text]));
+  const result = cedar.isAuthorizedPartial({
+    principal: { type: 'Mandate::Agent', id: known.agent }, action: parse(action), resource, context: known.context as never,
+    policies: { staticPolicies: policies }, entities: [...known.entities, ...resourceEntities],
+  });
+  if (result.type !== 'residuals') return { action, answer: 'denied', conditions: [], errors: result.errors.map((e) => e.message) };
+  const r = result.response;
+  const errors = r.errored.map((id) => `policy ${id} failed to evaluate`);
+  const conditions = r.nontrivialResiduals.map((id) => {
+    const json = r.residuals[id] as PolicyJson;
+    return { policy: id, effect: json.effect as 'permit' | 'forbid', reason: set.policies.get(id)?.reason, text: residualText(json) };
+  });
+  const answer = r.decision === 'allow' && errors.length === 0 ? 'allowed' : r.decision === 'deny' || errors.length > 0 ? 'denied' : 'conditional';
+  return { action, answer, conditions: answer === 'conditional' ? conditions : [], errors };
 }
 
 function policyApplies(json: PolicyJson, action: ActionKey, groups: ReadonlySet<ActionKey>): boolean {

@@ -82,6 +82,19 @@ export function toolNamespace(server: string): string {
 }
 
 /**
+ * A listed MCP item as decisions see it: a Resource (`resources/read`) or a Prompt (`prompts/get`)
+ * of a tool server, with the server as its parent.
+ */
+export function listedItem(server: string, item: { resourceUri: string } | { prompt: string }): { uid: { type: string; id: string }; entities: EntityJson[] } {
+  const serverEntity: EntityJson = { uid: uid('ToolServer', server), attrs: { name: server, kind: 'mcp' }, parents: [] };
+  const parents = [serverEntity.uid];
+  const entity: EntityJson = 'resourceUri' in item
+    ? { uid: uid('Resource', `${server}|${item.resourceUri}`), attrs: { uri: item.resourceUri, server }, parents }
+    : { uid: uid('Prompt', `${server}/${item.prompt}`), attrs: { name: item.prompt, server }, parents };
+  return { uid: entity.uid as { type: string; id: string }, entities: [serverEntity, entity] };
+}
+
+/**
  * A tool's attributes from its MCP annotations, with the MCP specification's defaults for absent
  * hints: not read-only, destructive unless read-only, not idempotent, open-world. A server that says
  * nothing is treated as the riskiest kind of tool.
@@ -221,12 +234,10 @@ export function cedarRequest(set: CompiledPolicySet, req: DecisionRequest) {
       action = specific;
       args = toCedar(a.arguments ?? {}, set.argumentsType(specific));
     }
-  } else if (a.method === 'resources/read' && a.resourceUri !== undefined) {
-    resource = uid('Resource', `${a.server}|${a.resourceUri}`);
-    entities.push({ uid: resource, attrs: { uri: a.resourceUri, server: a.server }, parents: server });
-  } else if (a.method === 'prompts/get' && a.prompt !== undefined) {
-    resource = uid('Prompt', `${a.server}/${a.prompt}`);
-    entities.push({ uid: resource, attrs: { name: a.prompt, server: a.server }, parents: server });
+  } else if ((a.method === 'resources/read' && a.resourceUri !== undefined) || (a.method === 'prompts/get' && a.prompt !== undefined)) {
+    const item = listedItem(a.server, a.method === 'resources/read' ? { resourceUri: a.resourceUri as string } : { prompt: a.prompt as string });
+    resource = item.uid;
+    entities.push(...item.entities.slice(1));
   } else {
     resource = server[0] as { type: string; id: string };
   }

@@ -18,6 +18,13 @@ const AGENT = 'spiffe://example.org/agent/triage-bot';
 const RESOURCE = 'https://tools.example/mcp/issues';
 const POLICIES = `${process.cwd()}/config/policies`;
 
+/** What the recording upstream answers, by method (anything else gets the tools). */
+const LISTS: Record<string, unknown> = {
+  'tools/list': { tools: [{ name: 'list_issues', annotations: { readOnlyHint: true } }, { name: 'delete_issue' }] },
+  'prompts/list': { prompts: [{ name: 'triage' }, { name: 'purge_closed' }] },
+  'resources/list': { resources: [{ uri: 'issues://acme/api', name: 'acme/api' }, { uri: 'issues://other/secret-project', name: 'other/secret-project' }] },
+};
+
 /** An upstream that records each request and answers as told by the test. */
 class RecordingUpstream {
   server!: Server;
@@ -37,8 +44,8 @@ class RecordingUpstream {
           res.write('event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}\n\n');
           return; // the stream stays open
         }
-        const parsed = JSON.parse(body) as { id?: number } | Array<{ id?: number }>;
-        const answer = (msg: { id?: number }) => ({ jsonrpc: '2.0', id: msg.id ?? null, result: { tools: [{ name: 'list_issues', annotations: { readOnlyHint: true } }, { name: 'delete_issue' }] } });
+        const parsed = JSON.parse(body) as { id?: number; method?: string } | Array<{ id?: number; method?: string }>;
+        const answer = (msg: { id?: number; method?: string }) => ({ jsonrpc: '2.0', id: msg.id ?? null, result: LISTS[msg.method ?? ''] ?? LISTS['tools/list'] });
         res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'upstream-session-1' });
         res.end(JSON.stringify(Array.isArray(parsed) ? parsed.map(answer) : answer(parsed)));
       });
@@ -157,6 +164,15 @@ describe('the gateway under hostile input', { timeout: 60_000 }, () => {
     assert.equal((byId.get(1) as any).error.code, JSONRPC_ERROR.POLICY_DENIED);
     assert.ok((byId.get(2) as any).result, 'the allowed message was answered by the upstream');
     assert.deepEqual(JSON.parse(upstream.seen[0]?.body ?? '[]').map((msg: any) => msg.method), ['tools/list'], 'only the allowed message went upstream');
+  });
+
+  it('filters each list of a batch by its own method', async () => {
+    const res = await post(`[${rpc('resources/list', undefined, 'r')},${rpc('tools/list', undefined, 't')},${rpc('prompts/list', undefined, 'p')}]`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const byId = new Map(res.body.map((r: any) => [r.id, r.result]));
+    assert.deepEqual((byId.get('t') as any).tools.map((t: any) => t.name), ['list_issues']);
+    assert.deepEqual((byId.get('p') as any).prompts.map((p: any) => p.name), ['triage']);
+    assert.deepEqual((byId.get('r') as any).resources.map((r: any) => r.uri), ['issues://acme/api']);
   });
 
   it('passes a 2026-07-28 request with its metadata headers, which must match the body', async () => {

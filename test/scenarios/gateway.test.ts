@@ -124,6 +124,28 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
     assert.deepEqual(tools.map((t) => t.name).sort(), ['add_comment', 'get_issue', 'list_issues']);
   });
 
+  it('lists only the prompts and resources policy may allow, and decides each read and get', async () => {
+    const { prompts } = await client.listPrompts();
+    assert.deepEqual(prompts.map((p) => p.name), ['triage'], 'purge_closed: no policy lets this agent get it');
+    const { resources } = await client.listResources();
+    assert.deepEqual(resources.map((r) => r.uri).sort(), ['issues://acme/api', 'issues://acme/web'], 'other/secret-project is not for this agent');
+    const { resourceTemplates } = await client.listResourceTemplates();
+    assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate), ['issues://{owner}/{repo}'], 'some resources may be read: the template stays');
+
+    const read = await client.readResource({ uri: 'issues://acme/api' });
+    assert.match(JSON.stringify(read.contents), /acme\/api/);
+    const prompt = await client.getPrompt({ name: 'triage', arguments: { repository: 'acme/api' } });
+    assert.match(JSON.stringify(prompt.messages), /Triage the open issues of acme\/api/);
+    for (const refused of [client.readResource({ uri: 'issues://other/secret-project' }), client.getPrompt({ name: 'purge_closed', arguments: { repository: 'acme/api' } })]) {
+      await assert.rejects(refused, (err: unknown) => err instanceof McpError && err.code === JSONRPC_ERROR.POLICY_DENIED);
+    }
+    const events = (await gatewayEvents()).slice(-4);
+    assert.deepEqual(events.map((e: any) => [e.action, e.tool, e.decision.decision]), [
+      ['resources/read', 'issues://acme/api', 'allow'], ['prompts/get', 'triage', 'allow'],
+      ['resources/read', 'issues://other/secret-project', 'deny'], ['prompts/get', 'purge_closed', 'deny'],
+    ]);
+  });
+
   it('forwards an allowed call with the upstream\'s own credential and records it', async () => {
     const result = await client.callTool({ name: 'list_issues', arguments: { repository: 'acme/api' } });
     assert.equal(result.isError, undefined);
@@ -159,7 +181,7 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
       return true;
     });
     const events = await gatewayEvents();
-    const denied = events.filter((e: any) => e.decision?.decision === 'deny');
+    const denied = events.filter((e: any) => e.action === 'tools/call' && e.decision?.decision === 'deny');
     assert.deepEqual(denied.map((e: any) => e.tool), ['delete_issue', 'add_comment']);
     assert.ok(denied[0].decision.policies.includes('demo-never-delete'), denied[0].decision.policies.join(', '));
     assert.ok(denied.every((e: any) => e.outcome === 'failure'));
