@@ -2,7 +2,8 @@
  * Scenario: an HTTP API behind the gateway. Only configured routes are served; each is decided by
  * policy on its method and path template and needs its scopes; the upstream gets the principal's own
  * secret from the vault (never the agent's token) and a Transaction Token it can verify with our
- * JWKS, saying for whom and by which agent the call is made.
+ * JWKS, saying for whom and by which agent the call is made. An MCP server sits behind the same
+ * gateway at its own path, as a protected resource of its own.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
 const AGENT = 'spiffe://example.org/agent/triage-bot';
 const RESOURCE = 'https://tools.example/api/issues';
+const MAIL = 'https://tools.example/mcp/mail';
 
 const POLICY = `
 @id("read-issues-over-http")
@@ -62,8 +64,8 @@ describe('an HTTP API behind the gateway', { timeout: 60_000 }, () => {
       yaml: [
         'trust_domain: example.org',
         'delegation:',
-        '  scopes: { "issues:read": Read issues, "issues:comment": Comment }',
-        `  resources: [{ uri: "${RESOURCE}", name: Issues API }]`,
+        '  scopes: { "issues:read": Read issues, "issues:comment": Comment, "mail:read": Read mail }',
+        `  resources: [{ uri: "${RESOURCE}", name: Issues API, scopes: ["issues:read", "issues:comment"] }, { uri: "${MAIL}", name: Mail, scopes: ["mail:read"] }]`,
         `  clients: [{ client_id: ${PUBLIC_CLIENT}, auth_method: none, grant_types: ["${GRANT_TOKEN_EXCHANGE}"] }]`,
         `policy: { dir: "${policies}", watch: false }`,
         'gateway:',
@@ -78,6 +80,11 @@ describe('an HTTP API behind the gateway', { timeout: 60_000 }, () => {
         '        - { method: POST, path: "/repos/{owner}/{repo}/issues/{number}/comments", scopes: ["issues:comment"] }',
         '        - { method: GET, path: "/repos/{owner}/{repo}", scopes: ["issues:read"] }',
         '      credential: { type: secret, secret: tracker-token, owner: principal, prefix: "token " }',
+        '    - name: mail',
+        '      path: /mcp/mail',
+        '      type: mcp',
+        `      url: "http://127.0.0.1:${port}/mcp"`,
+        `      resource: "${MAIL}"`,
         '',
       ].join('\n'),
     });
@@ -118,6 +125,26 @@ describe('an HTTP API behind the gateway', { timeout: 60_000 }, () => {
     const txn = await verifyTxnToken(String(got?.headers['txn-token']), { keys: localKeys(m.delegation.keys), trustDomain: 'example.org' });
     assert.equal(txn.act?.sub, AGENT);
     assert.equal(txn.tctx.server, 'issues-api');
+  });
+
+  it('serves another tool server at its own path, as a protected resource of its own', async () => {
+    for (const [path, resource, scopes] of [['/api/issues', RESOURCE, ['issues:read', 'issues:comment']], ['/mcp/mail', MAIL, ['mail:read']]] as const) {
+      const md = await m.call('GET', `/.well-known/oauth-protected-resource${path}`);
+      assert.equal(md.status, 200);
+      assert.equal(md.body.resource, resource);
+      assert.deepEqual(md.body.scopes_supported, scopes);
+    }
+    const before = seen.length;
+    const res = await fetch(`${m.url}/mcp/mail`, {
+      method: 'POST', body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `DPoP ${token}`, dpop: await signer.proof('POST', `${m.url}/mcp/mail`, { accessToken: token }) },
+    });
+    assert.equal(res.status, 401, 'a token for the issues API is not one for the mail server');
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    assert.match(challenge, /error="invalid_token"/);
+    assert.match(challenge, /resource_metadata="[^"]*\/\.well-known\/oauth-protected-resource\/mcp\/mail"/);
+    assert.match(challenge, /not for this resource/);
+    assert.equal(seen.length, before, 'nothing reached an upstream');
   });
 
   it('denies by policy, refuses a route that is not configured and a scope the token lacks', async () => {
