@@ -403,7 +403,7 @@ export class Gateway {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...(retryAfter !== undefined && { 'retry-after': String(retryAfter) }) });
       return void res.end(text);
     }
-    if (m.stdio) return this.#answerFromStdio(m, m.stdio, res, caller, body, forward, refused, decided, started, signal);
+    if (m.stdio) return this.#answerFromStdio(m, m.stdio, req, res, caller, body, forward, refused, decided, started, signal);
     const payload = refused.length === 0 && decided.every((d) => !d.refusal) && forward.length === body.items.length
       ? raw
       : Buffer.from(JSON.stringify(body.batch ? forward : forward[0]));
@@ -424,39 +424,61 @@ export class Gateway {
    * itself. It answers `initialize` from the process's own handshake (one process serves every
    * agent), keeps the sessions, and passes each allowed request to the process under an id of its
    * own, answering with the agent's id. Notifications from agents are accepted and not passed on.
+   *
+   * A request that carries a progress token gets the process's progress notifications for it when
+   * the agent accepts an event stream: the token goes to the process as one of the gateway's own
+   * (agents' tokens may collide; the process serves them all) and comes back as the agent's, and
+   * the answer is a stream of those notifications, then the responses.
    */
-  async #answerFromStdio(m: Mounted, stdio: StdioMcpServer, res: ServerResponse, caller: Caller, body: ParsedBody, forward: JsonRpcMessage[], refused: JsonRpcResponse[], decided: Decided[], started: number, signal: AbortSignal): Promise<void> {
+  async #answerFromStdio(m: Mounted, stdio: StdioMcpServer, req: IncomingMessage, res: ServerResponse, caller: Caller, body: ParsedBody, forward: JsonRpcMessage[], refused: JsonRpcResponse[], decided: Decided[], started: number, signal: AbortSignal): Promise<void> {
     const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+    const acceptsStream = (header(req, 'accept') ?? '').includes('text/event-stream');
+    const progress = new ProgressRelay(stdio, acceptsStream ? () => this.#startStream(res, headers) : undefined);
     const answers: JsonRpcResponse[] = [];
-    for (const msg of forward) {
-      if (!('method' in msg) || !('id' in msg)) continue;
-      const request = msg as JsonRpcRequest;
-      if (request.method === 'initialize') {
-        const session = randomUUID();
-        this.#bindSession(session, caller);
-        headers['mcp-session-id'] = session;
-        answers.push({ jsonrpc: '2.0', id: request.id, result: stdio.initializeResult });
-        continue;
+    try {
+      for (const msg of forward) {
+        if (!('method' in msg) || !('id' in msg)) continue;
+        const request = msg as JsonRpcRequest;
+        if (request.method === 'initialize') {
+          const session = randomUUID();
+          this.#bindSession(session, caller);
+          headers['mcp-session-id'] = session;
+          answers.push({ jsonrpc: '2.0', id: request.id, result: stdio.initializeResult });
+          continue;
+        }
+        let outcome: { result: unknown } | { error: JsonRpcErrorObject };
+        try {
+          outcome = await stdio.request(request.method, progress.params(request.params), { signal, timeoutMs: m.config.timeout });
+        } catch (err) {
+          const rpc = err instanceof UpstreamError ? err.rpc : { code: JSONRPC_ERROR.UPSTREAM_UNAVAILABLE, message: 'the tool server is unavailable' };
+          outcome = { error: rpc };
+        }
+        const answer: JsonRpcResponse = 'error' in outcome ? { jsonrpc: '2.0', id: request.id, error: outcome.error } : { jsonrpc: '2.0', id: request.id, result: outcome.result };
+        if (LIST_METHODS.has(request.method)) this.#filterList(m, caller, request.method, answer);
+        answers.push(answer);
       }
-      let outcome: { result: unknown } | { error: JsonRpcErrorObject };
-      try {
-        outcome = await stdio.request(request.method, request.params, { signal, timeoutMs: m.config.timeout });
-      } catch (err) {
-        const rpc = err instanceof UpstreamError ? err.rpc : { code: JSONRPC_ERROR.UPSTREAM_UNAVAILABLE, message: 'the tool server is unavailable' };
-        outcome = { error: rpc };
-      }
-      const answer: JsonRpcResponse = 'error' in outcome ? { jsonrpc: '2.0', id: request.id, error: outcome.error } : { jsonrpc: '2.0', id: request.id, result: outcome.result };
-      if (LIST_METHODS.has(request.method)) this.#filterList(m, caller, request.method, answer);
-      answers.push(answer);
+    } finally {
+      progress.stop();
     }
     await Promise.all(decided.filter((d) => !d.refusal).map((d) => {
       const answer = answers.find((a) => a.id === d.request.id);
       return this.#record(m, caller, d, answer && 'error' in answer ? { error: answer.error.message } : { status: 200 }, started);
     }));
+    if (res.headersSent) {
+      // The stream is open (progress went out on it): the responses follow as its last events.
+      for (const answer of [...answers, ...refused]) res.write(`event: message\ndata: ${JSON.stringify(answer)}\n\n`);
+      return void res.end();
+    }
     const text = serializeResponses(body, [...answers, ...refused]);
     if (text === undefined) return void res.writeHead(202).end();
     res.writeHead(200, headers);
     res.end(text);
+  }
+
+  /** Opens the event stream of a stdio call's answer (once), with the headers gathered so far. */
+  #startStream(res: ServerResponse, headers: Record<string, string>): ServerResponse {
+    if (!res.headersSent) res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', 'x-accel-buffering': 'no' });
+    return res;
   }
 
   #bindSession(session: string, caller: Caller): void {
@@ -653,6 +675,49 @@ export class Gateway {
     if (visible.length === items.length) return false;
     result[field] = visible;
     return true;
+  }
+}
+
+/**
+ * Progress notifications of a local process's calls, back to the agent that made each call. While a
+ * call runs, its progress token is one of the gateway's own; a notification for it is written to the
+ * agent's event stream (opened by the first one) with the agent's token in its place. Without an
+ * event stream (the agent accepts JSON only), the agent's token is not passed on and no progress is
+ * asked for.
+ */
+class ProgressRelay {
+  readonly #tokens = new Map<string, string | number>();
+  #unsubscribe: (() => void) | undefined;
+
+  /** `stream` opens the agent's event stream if it is not open yet and returns it; undefined: JSON only. */
+  constructor(private readonly stdio: StdioMcpServer, private readonly stream: (() => ServerResponse) | undefined) {}
+
+  /** The params to send the process: the agent's progress token swapped for one of ours, or dropped. */
+  params(params: JsonRpcRequest['params']): JsonRpcRequest['params'] {
+    const meta = (params as { _meta?: Record<string, unknown> } | undefined)?._meta;
+    const token = meta?.progressToken;
+    if (params === undefined || meta === undefined || token === undefined) return params;
+    const { progressToken: _theirs, ...rest } = meta;
+    if (!this.stream || (typeof token !== 'string' && typeof token !== 'number')) return { ...params, _meta: rest };
+    const ours = `mandate-${randomUUID()}`;
+    this.#tokens.set(ours, token);
+    this.#unsubscribe ??= this.stdio.onNotification((n) => this.#relay(n));
+    return { ...params, _meta: { ...rest, progressToken: ours } };
+  }
+
+  #relay(n: { method: string; params?: unknown }): void {
+    if (n.method !== 'notifications/progress' || !this.stream) return;
+    const params = n.params as { progressToken?: unknown } | undefined;
+    const theirs = typeof params?.progressToken === 'string' ? this.#tokens.get(params.progressToken) : undefined;
+    if (theirs === undefined) return;
+    const res = this.stream();
+    if (!res.writableEnded) res.write(`event: message\ndata: ${JSON.stringify({ ...n, params: { ...params, progressToken: theirs } })}\n\n`);
+  }
+
+  stop(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#tokens.clear();
   }
 }
 

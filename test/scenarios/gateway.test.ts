@@ -161,11 +161,26 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
     assert.equal(typeof last.argumentsDigest, 'string');
   });
 
-  it('streams the upstream\'s progress notifications of a call back to the agent (SSE)', { skip: kind === 'stdio' && 'the gateway answers stdio tool servers with JSON: request-scoped notifications are not passed on' }, async () => {
+  it('streams the upstream\'s progress notifications of a call back to the agent (SSE)', async () => {
     const progress: unknown[] = [];
     const result = await client.callTool({ name: 'get_issue', arguments: { repository: 'acme/api', issue: 1 } }, undefined, { onprogress: (p) => progress.push(p) });
     assert.equal(result.isError, undefined);
     assert.ok(progress.length >= 1, 'a progress notification arrived before the result');
+  });
+
+  it('gives each agent the progress of its own call, when their progress tokens are the same', async () => {
+    const [one, two] = [await connect(), await connect()];
+    try {
+      // Two fresh clients number their requests alike, so their progress tokens are equal.
+      const heard: Array<Array<{ message?: string }>> = [[], []];
+      await Promise.all([
+        one.callTool({ name: 'list_issues', arguments: { repository: 'acme/api' } }, undefined, { onprogress: (p) => heard[0]?.push(p) }),
+        two.callTool({ name: 'get_issue', arguments: { repository: 'acme/web', issue: 1 } }, undefined, { onprogress: (p) => heard[1]?.push(p) }),
+      ]);
+      assert.deepEqual(heard.map((h) => h.map((p) => p.message)), [['listed 3 issues of acme/api'], ['read acme/web#1']]);
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
   });
 
   it('denies a forbidden tool and an allowed tool with forbidden arguments, with JSON-RPC errors, on the record', async () => {
