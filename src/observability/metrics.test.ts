@@ -52,7 +52,7 @@ describe('metrics', () => {
   });
 
   it('counts decisions, SVIDs, attestations and cache lookups', async () => {
-    const before = await Promise.all([
+    const read = () => Promise.all([
       value('mandate_policy_decisions_total', { decision: 'deny' }),
       value('mandate_svids_issued_total', { kind: 'jwt' }),
       value('mandate_attestations_total', { attestor: 'join_token', outcome: 'failure' }),
@@ -60,20 +60,14 @@ describe('metrics', () => {
       value('mandate_cache_requests_total', { cache: 'dpop_key', result: 'miss' }),
       observations('mandate_policy_evaluation_duration_seconds'),
     ]);
+    const before = await read();
     recordPolicyDecision('deny', 0.0001);
     recordSvidIssued('jwt');
     recordAttestation('join_token', 'failure');
     recordCacheLookup('dpop_key', true);
     recordCacheLookup('dpop_key', true);
     recordCacheLookup('dpop_key', false);
-    const after = await Promise.all([
-      value('mandate_policy_decisions_total', { decision: 'deny' }),
-      value('mandate_svids_issued_total', { kind: 'jwt' }),
-      value('mandate_attestations_total', { attestor: 'join_token', outcome: 'failure' }),
-      value('mandate_cache_requests_total', { cache: 'dpop_key', result: 'hit' }),
-      value('mandate_cache_requests_total', { cache: 'dpop_key', result: 'miss' }),
-      observations('mandate_policy_evaluation_duration_seconds'),
-    ]);
+    const after = await read();
     assert.deepEqual(after.map((v, i) => v - (before[i] as number)), [1, 1, 1, 2, 1, 1]);
   });
 

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEMO_FILE, ENV_DEMO_BASE_PORT, loadDemoConfig, rebaseDemoPorts, type DemoFile } from '../../src/cli/demo.ts';
+import { outputOf, type CliRun } from '../support/cli.ts';
 
 const REPO = process.cwd();
 const BIN = join(REPO, 'bin/mandate.js');
@@ -86,19 +87,11 @@ function stop(up: Up | undefined): Promise<number | null> {
   });
 }
 
-interface Run { status: number | null; stdout: string; stderr: string }
+type Run = CliRun;
 
 /** `npm run demo` as a newcomer types it, in the repository. */
 function npmRunDemo(home: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('npm', ['run', '--silent', 'demo'], { cwd: REPO, env: { ...demoEnv(home), ...extraEnv } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  return outputOf(spawn('npm', ['run', '--silent', 'demo'], { cwd: REPO, env: { ...demoEnv(home), ...extraEnv } }));
 }
 
 /** The key lines of a successful run; returns the mandate it was granted. */

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { DpopSigner } from '../../src/sdk/agent/dpop.ts';
+import type { DpopSigner } from '../../src/sdk/agent/dpop.ts';
 import { JSONRPC_ERROR } from '../../src/gateway/mcp/jsonrpc.ts';
-import { enrolAgent, mandateExchange, oauthPost, PUBLIC_CLIENT, GRANT_TOKEN_EXCHANGE } from '../support/delegation.ts';
+import { dpopTokenForAlice, enrolAgent, GRANT_TOKEN_EXCHANGE, PUBLIC_CLIENT } from '../support/delegation.ts';
 import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
 const AGENT = 'spiffe://example.org/agent/triage-bot';
@@ -100,13 +100,7 @@ describe('the gateway under hostile input', { timeout: 60_000 }, () => {
   before(async () => {
     await upstream.start();
     m = await startTestMandate({ yaml: yaml(upstream.port) });
-    const agent = await enrolAgent(m, AGENT);
-    await m.admin('POST', '/admin/v1/users', { username: 'alice', password: 'correct horse battery staple' });
-    const mandate = await m.admin('POST', '/admin/v1/mandates', { username: 'alice', agent: AGENT, scopes: ['issues:read', 'issues:comment'], resources: [RESOURCE] });
-    signer = await DpopSigner.generate();
-    const res = await oauthPost(m.url, mandateExchange(mandate.body.id, await agent.jwtSvid([m.issuer]), { resource: RESOURCE }), { dpop: signer });
-    assert.equal(res.status, 200, JSON.stringify(res.body));
-    token = res.body.access_token;
+    ({ signer, token } = await dpopTokenForAlice(m, await enrolAgent(m, AGENT), { resource: RESOURCE, scopes: ['issues:read', 'issues:comment'] }));
   });
   after(async () => {
     await m?.close();

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { verifyTxnToken } from '../../src/delegation/tokens/txn-token.ts';
 import { localKeys } from '../../src/delegation/tokens/verify.ts';
-import { DpopSigner } from '../../src/sdk/agent/dpop.ts';
-import { enrolAgent, GRANT_TOKEN_EXCHANGE, mandateExchange, oauthPost, PUBLIC_CLIENT } from '../support/delegation.ts';
+import type { DpopSigner } from '../../src/sdk/agent/dpop.ts';
+import { dpopTokenForAlice, enrolAgent, GRANT_TOKEN_EXCHANGE, PUBLIC_CLIENT } from '../support/delegation.ts';
 import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
 const AGENT = 'spiffe://example.org/agent/triage-bot';
@@ -88,13 +88,7 @@ describe('an HTTP API behind the gateway', { timeout: 60_000 }, () => {
         '',
       ].join('\n'),
     });
-    const agent = await enrolAgent(m, AGENT);
-    await m.admin('POST', '/admin/v1/users', { username: 'alice', password: 'correct horse battery staple' });
-    const mandate = await m.admin('POST', '/admin/v1/mandates', { username: 'alice', agent: AGENT, scopes: ['issues:read'], resources: [RESOURCE] });
-    signer = await DpopSigner.generate();
-    const res = await oauthPost(m.url, mandateExchange(mandate.body.id, await agent.jwtSvid([m.issuer]), { resource: RESOURCE }), { dpop: signer });
-    assert.equal(res.status, 200, JSON.stringify(res.body));
-    token = res.body.access_token;
+    ({ signer, token } = await dpopTokenForAlice(m, await enrolAgent(m, AGENT), { resource: RESOURCE, scopes: ['issues:read'] }));
   });
   after(async () => {
     await m?.close();

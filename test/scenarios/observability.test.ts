@@ -18,21 +18,11 @@ import { after, before, describe, it } from 'node:test';
 import { OtlpReceiver } from '../../src/observability/otlp-receiver.fixture.ts';
 import { DpopSigner } from '../../src/sdk/agent/dpop.ts';
 import { delegationYaml, enrolAgent, ISSUES, mandateExchange, type EnrolledAgent } from '../support/delegation.ts';
+import { ADD_COMMENT_DECISION } from '../support/decisions.ts';
 import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
 const AGENT = 'spiffe://example.org/agent/triage-bot';
 const PARTNER = 'partner.example';
-const DECIDE = {
-  agent: AGENT,
-  principal: { issuer: 'https://sso.example', subject: 'alice' },
-  mandate: { scopes: ['issues:comment'] },
-  server: 'issues',
-  tool: 'add_comment',
-  annotations: { destructiveHint: false },
-  arguments: { repository: 'acme/api', issue: 7, body: 'Duplicate of #3' },
-  scopes: ['issues:comment'],
-  time: '2026-11-24T10:00:00Z',
-};
 
 /** A fresh caller-side trace context: what an instrumented client would send. */
 function callerTrace(): { traceId: string; spanId: string; traceparent: string } {
@@ -171,7 +161,7 @@ describe('observability', () => {
       const refused = await m.call('POST', '/oauth/token', { body: 'grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&client_id=agent-app', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
       assert.equal(refused.status, 400);
       await enrolAgent(m, 'spiffe://example.org/agent/summarizer');
-      assert.equal((await m.admin('POST', '/admin/v1/policy/decide', DECIDE)).body.decision, 'allow');
+      assert.equal((await m.admin('POST', '/admin/v1/policy/decide', ADD_COMMENT_DECISION)).body.decision, 'allow');
       const after = (await scrape()).samples;
       const delta = (name: string, labels: Record<string, string> = {}) => total(after, name, labels) - total(before, name, labels);
       assert.equal(delta('mandate_token_exchanges_total', { outcome: 'success', error: 'none' }), 2);
@@ -220,7 +210,7 @@ describe('observability', () => {
         body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', client_id: 'agent-app', subject_token: mandateId, subject_token_type: 'urn:mandate:params:oauth:token-type:mandate' }).toString(),
       })).status;
       await enrolAgent(m, 'spiffe://example.org/agent/translator');
-      decided = (await m.call('POST', '/admin/v1/policy/decide', { body: JSON.stringify(DECIDE), headers: { authorization: `Bearer ${m.adminToken}`, 'content-type': 'application/json', traceparent: decidedTrace.traceparent } })).body;
+      decided = (await m.call('POST', '/admin/v1/policy/decide', { body: JSON.stringify(ADD_COMMENT_DECISION), headers: { authorization: `Bearer ${m.adminToken}`, 'content-type': 'application/json', traceparent: decidedTrace.traceparent } })).body;
       const seen = partnerRequests.length;
       refreshed = await m.call('POST', '/admin/v1/federation/refresh', {
         body: JSON.stringify({ trust_domain: PARTNER }),

@@ -9,20 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMandateError } from '../../src/errors.ts';
+import { ADD_COMMENT_DECISION } from '../support/decisions.ts';
 import { startTestMandate, type TestMandate } from '../support/mandate.ts';
 
 const EXAMPLES = join(process.cwd(), 'config/policies');
-const COMMENT = {
-  agent: 'spiffe://example.org/agent/triage-bot',
-  principal: { issuer: 'https://sso.example', subject: 'alice' },
-  mandate: { scopes: ['issues:comment'] },
-  server: 'issues',
-  tool: 'add_comment',
-  annotations: { destructiveHint: false },
-  arguments: { repository: 'acme/api', issue: 7, body: 'Duplicate of #3' },
-  scopes: ['issues:comment'],
-  time: '2026-11-24T10:00:00Z',
-};
 
 function policyDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mandate-policy-server-'));
@@ -52,15 +42,15 @@ describe('policy engine in the server', () => {
   const version = async () => (await m.admin('GET', '/admin/v1/policy')).body.policy_set_version as string;
 
   it('decides through the admin API, naming the determining policies and reasons', async () => {
-    const allow = await m.admin('POST', '/admin/v1/policy/decide', COMMENT);
+    const allow = await m.admin('POST', '/admin/v1/policy/decide', ADD_COMMENT_DECISION);
     assert.equal(allow.status, 200, JSON.stringify(allow.body));
     assert.equal(allow.body.decision, 'allow');
     assert.deepEqual(allow.body.determining.map((d: { id: string }) => d.id), ['demo-comment']);
     assert.match(allow.body.policy_set_version, /^sha256:/);
-    const deny = await m.admin('POST', '/admin/v1/policy/decide', { ...COMMENT, tool: 'delete_issue', annotations: {}, arguments: { repository: 'acme/api', issue: 7 } });
+    const deny = await m.admin('POST', '/admin/v1/policy/decide', { ...ADD_COMMENT_DECISION, tool: 'delete_issue', annotations: {}, arguments: { repository: 'acme/api', issue: 7 } });
     assert.equal(deny.body.decision, 'deny');
     assert.ok(deny.body.determining.some((d: { id: string }) => d.id === 'demo-never-delete'));
-    const bad = await m.admin('POST', '/admin/v1/policy/decide', { ...COMMENT, principal: 'alice' });
+    const bad = await m.admin('POST', '/admin/v1/policy/decide', { ...ADD_COMMENT_DECISION, principal: 'alice' });
     assert.equal(bad.status, 400);
     assert.match(bad.body.message, /request\.principal: must be a mapping/);
   });
@@ -72,7 +62,7 @@ describe('policy engine in the server', () => {
     assert.equal(await version(), first, 'the set in force stays');
     const refused = m.events.events.find((e) => e.type === 'policy.reload_refused');
     assert.match(String(refused?.reason), /zz-broken\.cedar:2:\d+: policy broken: /);
-    assert.equal((await m.admin('POST', '/admin/v1/policy/decide', COMMENT)).body.decision, 'allow', 'decisions go on');
+    assert.equal((await m.admin('POST', '/admin/v1/policy/decide', ADD_COMMENT_DECISION)).body.decision, 'allow', 'decisions go on');
 
     const manual = await m.admin('POST', '/admin/v1/policy/reload');
     assert.equal(manual.status, 400);
@@ -84,7 +74,7 @@ describe('policy engine in the server', () => {
       return v !== first ? v : undefined;
     });
     assert.notEqual(next, first);
-    const paused = await m.admin('POST', '/admin/v1/policy/decide', COMMENT);
+    const paused = await m.admin('POST', '/admin/v1/policy/decide', ADD_COMMENT_DECISION);
     assert.equal(paused.body.decision, 'deny');
     assert.deepEqual(paused.body.reasons, ['comments are paused']);
     rmSync(join(dir, 'zz-broken.cedar'));

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { subtle, x509 } from '../../src/identity/x509/crypto.ts';
 import { certificatesToPem } from '../../src/identity/x509/pem.ts';
-import type { DpopSigner } from '../../src/sdk/agent/dpop.ts';
+import { DpopSigner } from '../../src/sdk/agent/dpop.ts';
 import { IdentityClient } from '../../src/sdk/identity/client.ts';
 import { generateKeyAndCsr } from '../../src/sdk/identity/csr.ts';
 import { startTestMandate, type TestMandate } from './mandate.ts';
@@ -202,4 +202,18 @@ export function mandateExchange(mandateId: string, actorToken: string, extra: Re
     actor_token_type: TT.jwt,
     ...extra,
   };
+}
+
+/**
+ * The usual start of a gateway scenario: alice (created here) grants `agent` a mandate for
+ * `resource` with `scopes`, and the agent exchanges it for a DPoP-bound OBO token under a new key.
+ */
+export async function dpopTokenForAlice(m: TestMandate, agent: EnrolledAgent, opts: { resource: string; scopes: string[] }): Promise<{ signer: DpopSigner; token: string; mandateId: string }> {
+  await m.admin('POST', '/admin/v1/users', { username: 'alice', password: 'correct horse battery staple' });
+  const mandate = await m.admin('POST', '/admin/v1/mandates', { username: 'alice', agent: agent.spiffeId, scopes: opts.scopes, resources: [opts.resource] });
+  if (mandate.status !== 201) throw new Error(`mandate for ${agent.spiffeId}: ${mandate.status} ${JSON.stringify(mandate.body)}`);
+  const signer = await DpopSigner.generate();
+  const res = await oauthPost(m.url, mandateExchange(mandate.body.id, await agent.jwtSvid([m.issuer]), { resource: opts.resource }), { dpop: signer });
+  if (res.status !== 200) throw new Error(`token exchange: ${res.status} ${JSON.stringify(res.body)}`);
+  return { signer, token: res.body.access_token, mandateId: mandate.body.id };
 }
