@@ -665,8 +665,13 @@ export class Gateway {
     if (!result || !field || !Array.isArray(items)) return false;
     const server = m.config.name;
     if (method === 'tools/list') this.#policy.learnTools(server, items as Array<{ name?: unknown; annotations?: unknown }>);
+    if (method === 'resources/templates/list') {
+      // A template names no resource yet: all are shown unless no resource may be read at all.
+      if (items.length === 0 || this.#policy.resourceTemplatesVisible(caller)) return false;
+      result[field] = [];
+      return true;
+    }
     const visible = items.filter((item: { name?: unknown; uri?: unknown } | null) => {
-      if (method === 'resources/templates/list') return this.#policy.resourceTemplatesVisible(caller);
       const key = method === 'resources/list' ? item?.uri : item?.name;
       if (typeof key !== 'string') return false;
       if (method === 'tools/list') return this.#policy.toolVisible(caller, server, key);

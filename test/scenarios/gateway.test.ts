@@ -139,7 +139,16 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
     for (const refused of [client.readResource({ uri: 'issues://other/secret-project' }), client.getPrompt({ name: 'purge_closed', arguments: { repository: 'acme/api' } })]) {
       await assert.rejects(refused, (err: unknown) => err instanceof McpError && err.code === JSONRPC_ERROR.POLICY_DENIED);
     }
-    const events = (await gatewayEvents()).slice(-4);
+    // Without issues:read no resource may be read and the triage prompt is out of reach: all hidden.
+    const commenter = await connect('issues:comment');
+    try {
+      assert.deepEqual((await commenter.listResources()).resources, []);
+      assert.deepEqual((await commenter.listResourceTemplates()).resourceTemplates, []);
+      assert.deepEqual((await commenter.listPrompts()).prompts, []);
+    } finally {
+      await commenter.close();
+    }
+    const events = (await gatewayEvents()).filter((e: any) => e.action === 'resources/read' || e.action === 'prompts/get').slice(-4);
     assert.deepEqual(events.map((e: any) => [e.action, e.tool, e.decision.decision]), [
       ['resources/read', 'issues://acme/api', 'allow'], ['prompts/get', 'triage', 'allow'],
       ['resources/read', 'issues://other/secret-project', 'deny'], ['prompts/get', 'purge_closed', 'deny'],
