@@ -716,7 +716,7 @@ class ProgressRelay {
     const theirs = typeof params?.progressToken === 'string' ? this.#tokens.get(params.progressToken) : undefined;
     if (theirs === undefined) return;
     const res = this.stream();
-    if (!res.writableEnded) res.write(`event: message\ndata: ${JSON.stringify({ ...n, params: { ...params, progressToken: theirs } })}\n\n`);
+    if (!res.writableEnded && !res.destroyed) res.write(`event: message\ndata: ${JSON.stringify({ ...n, params: { ...params, progressToken: theirs } })}\n\n`);
   }
 
   stop(): void {
