@@ -136,8 +136,9 @@ for (const kind of ['streamable-http', 'stdio'] as const) describe(`the gateway 
     assert.match(JSON.stringify(read.contents), /acme\/api/);
     const prompt = await client.getPrompt({ name: 'triage', arguments: { repository: 'acme/api' } });
     assert.match(JSON.stringify(prompt.messages), /Triage the open issues of acme\/api/);
-    for (const refused of [client.readResource({ uri: 'issues://other/secret-project' }), client.getPrompt({ name: 'purge_closed', arguments: { repository: 'acme/api' } })]) {
-      await assert.rejects(refused, (err: unknown) => err instanceof McpError && err.code === JSONRPC_ERROR.POLICY_DENIED);
+    // One after the other: each is on the record in this order.
+    for (const refused of [() => client.readResource({ uri: 'issues://other/secret-project' }), () => client.getPrompt({ name: 'purge_closed', arguments: { repository: 'acme/api' } })]) {
+      await assert.rejects(refused(), (err: unknown) => err instanceof McpError && err.code === JSONRPC_ERROR.POLICY_DENIED);
     }
     // Without issues:read no resource may be read and the triage prompt is out of reach: all hidden.
     const commenter = await connect('issues:comment');
